@@ -1,0 +1,1 @@
+"""Accounts context: institutions (tenants), departments, users."""

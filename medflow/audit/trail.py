@@ -1,0 +1,78 @@
+"""Emitting audit events and recording them, once per event id.
+
+Producers publish ``org.medflow.audit.recorded.v1``; the ``audit_sink`` function writes
+the row. The table is append-only: this module offers insert and read, nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from medflow.bus.catalogue import Catalogue
+from medflow.bus.events import make_event
+from medflow.bus.ports import EventBus
+from medflow.db.engine import Database, is_unique_violation
+from medflow.db.schema import audit_log
+from medflow.ids import new_id, utcnow
+
+AUDIT_RECORDED = "org.medflow.audit.recorded.v1"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    action: str
+    resource_type: str
+    outcome: str
+    occurred_at: datetime
+    resource_id: str | None = None
+    institution_id: str | None = None
+    actor_id: str | None = None
+    actor_role: str | None = None
+    details: dict[str, Any] | None = field(default=None)
+
+    def to_event_data(self) -> dict[str, Any]:
+        return {"occurred_at": self.occurred_at.isoformat(), "action": self.action, "resource_type": self.resource_type,
+                "outcome": self.outcome, "resource_id": self.resource_id, "institution_id": self.institution_id,
+                "actor_id": self.actor_id, "actor_role": self.actor_role, "details": self.details}
+
+    @staticmethod
+    def from_event_data(data: dict[str, Any]) -> "AuditEntry":
+        return AuditEntry(action=data["action"], resource_type=data["resource_type"], outcome=data["outcome"],
+                          occurred_at=datetime.fromisoformat(data["occurred_at"].replace("Z", "+00:00")),
+                          resource_id=data.get("resource_id"), institution_id=data.get("institution_id"),
+                          actor_id=data.get("actor_id"), actor_role=data.get("actor_role"), details=data.get("details"))
+
+
+async def emit(bus: EventBus, catalogue: Catalogue, entry: AuditEntry, source: str) -> str:
+    """Validate and publish an audit event; returns its event id."""
+    data = entry.to_event_data()
+    catalogue.validate(AUDIT_RECORDED, data)
+    event = make_event(AUDIT_RECORDED, source, entry.resource_id or entry.actor_id or "-", data)
+    await bus.publish(event)
+    return event["id"]
+
+
+async def record(db: Database, entry: AuditEntry, *, event_id: str, source: str, trace_id: str | None) -> bool:
+    """Insert the row for ``event_id``; False (and no change) when it was already recorded."""
+    row = {"id": new_id(), "event_id": event_id, "occurred_at": entry.occurred_at, "recorded_at": utcnow(),
+           "institution_id": entry.institution_id, "actor_id": entry.actor_id, "actor_role": entry.actor_role,
+           "action": entry.action, "resource_type": entry.resource_type, "resource_id": entry.resource_id,
+           "outcome": entry.outcome, "source": source, "trace_id": trace_id, "details": entry.details}
+    try:
+        async with db.transaction() as conn:
+            await conn.execute(audit_log.insert().values(**row))
+        return True
+    except sa.exc.IntegrityError as exc:
+        if is_unique_violation(exc):
+            return False
+        raise
+
+
+async def count_for_event(db: Database, event_id: str) -> int:
+    async with db.connect() as conn:
+        return (await conn.execute(sa.select(sa.func.count()).select_from(audit_log)
+                                   .where(audit_log.c.event_id == event_id))).scalar_one()

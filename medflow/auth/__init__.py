@@ -1,0 +1,1 @@
+"""Authentication and authorisation: who is calling, and may they."""

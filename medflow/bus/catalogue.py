@@ -1,0 +1,93 @@
+"""The event catalogue (``events/catalogue.yaml``): topics, schemas, consumers.
+
+Producers call ``validate`` before publishing; consumers call it on receipt and treat a
+failure as permanent (dead-letter, no retry).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, FormatChecker
+
+from medflow.bus.ports import matches
+from medflow.errors import PermanentError
+
+CATALOGUE_DIR = Path(__file__).resolve().parents[2] / "events"
+
+
+class UnknownEventType(PermanentError):
+    pass
+
+
+class InvalidEventData(PermanentError):
+    pass
+
+
+@dataclass(frozen=True)
+class Consumer:
+    group: str
+    function: str
+    accepts: tuple[str, ...]
+
+
+class Catalogue:
+    def __init__(self, directory: Path = CATALOGUE_DIR) -> None:
+        self.directory = directory
+        self.raw: dict[str, Any] = yaml.safe_load((directory / "catalogue.yaml").read_text())
+
+    @property
+    def event_types(self) -> list[str]:
+        return sorted(self.raw["events"])
+
+    def topic_for(self, event_type: str) -> str:
+        try:
+            return self.raw["events"][event_type]["topic"]
+        except KeyError:
+            raise UnknownEventType(f"event type {event_type} is not in the catalogue") from None
+
+    def topics_for(self, patterns: tuple[str, ...]) -> list[str]:
+        """Every topic carrying a type that one of the patterns accepts."""
+        return sorted({self.topic_for(t) for t in self.event_types if matches(patterns, t)})
+
+    def dead_letter_topic(self, group: str) -> str:
+        return self.raw["defaults"]["dead_letter_topic"].format(group=group)
+
+    @property
+    def consumers(self) -> list[Consumer]:
+        return [Consumer(group, c["function"], tuple(c["accepts"])) for group, c in self.raw["consumers"].items()]
+
+    @cached_property
+    def _validators(self) -> dict[str, Draft202012Validator]:
+        return {t: Draft202012Validator(json.loads((self.directory / e["schema"]).read_text()), format_checker=FormatChecker())
+                for t, e in self.raw["events"].items()}
+
+    def validate(self, event_type: str, data: Any) -> None:
+        """Raise InvalidEventData naming the failing fields (not their values)."""
+        validator = self._validators.get(event_type)
+        if validator is None:
+            raise UnknownEventType(f"event type {event_type} is not in the catalogue")
+        problems = sorted(validator.iter_errors(data), key=lambda e: list(e.path))
+        if problems:
+            where = ", ".join("/".join(map(str, p.path)) or "(root)" for p in problems[:5])
+            raise InvalidEventData(f"event data does not match {event_type}: invalid at {where}")
+
+    def schema(self, event_type: str) -> dict[str, Any]:
+        return self._validators[event_type].schema
+
+
+_default: Catalogue | None = None
+
+
+def catalogue() -> Catalogue:
+    global _default
+    if _default is None:
+        _default = Catalogue()
+    return _default
+
+

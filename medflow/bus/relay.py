@@ -1,0 +1,124 @@
+"""The relay: Kafka to CloudEvent functions over HTTP where there is no Knative (CI, dev).
+
+It plays Knative's KafkaSource: each route is a consumer group whose events are POSTed in
+binary content mode to a function URL, with Knative's delivery contract — 2xx done; 4xx
+except 408/429 never retried (dead-letter); 408, 429, 5xx, time-outs and connection
+errors retried with backoff by ``deliver`` and dead-lettered after ``max_attempts``.
+
+    python -m medflow.bus.relay --bootstrap 127.0.0.1:39092 \\
+        --route imaging-indexer=http://127.0.0.1:8081/=org.medflow.imaging.study_stored.v1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from typing import Callable, Sequence
+
+import httpx
+from cloudevents.http import CloudEvent
+
+from medflow.bus.events import to_http
+from medflow.bus.kafka import KafkaEventBus
+from medflow.bus.ports import DeliveryPolicy
+from medflow.errors import PermanentError, TransientError
+
+log = logging.getLogger("medflow.bus.relay")
+
+Route = tuple[str, Sequence[str], str]   # (consumer group, event types or patterns, function URL)
+NOT_RETRIED = frozenset(range(400, 500)) - {408, 429}
+
+
+class HttpDelivery:
+    """An event handler that POSTs each event to one function URL and maps the status."""
+
+    def __init__(self, url: str, timeout_s: float = 30.0, client: httpx.AsyncClient | None = None) -> None:
+        self.url = url
+        self._timeout = httpx.Timeout(timeout_s)
+        self._client = client
+        self._owns_client = client is None
+
+    async def __call__(self, event: CloudEvent) -> None:
+        headers, body = to_http(event)
+        try:
+            response = await self._http().post(self.url, headers=headers, content=body, timeout=self._timeout)
+        except httpx.TransportError as exc:   # connection refused or reset, time-outs, protocol errors
+            raise TransientError(f"{type(exc).__name__} calling the function") from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        if status in NOT_RETRIED:
+            raise PermanentError(f"HTTP {status}")
+        raise TransientError(f"HTTP {status}")
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient()
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+async def run_relay(bus: KafkaEventBus, routes: Sequence[Route], timeout_s: float = 30.0) -> None:
+    """Subscribe every route, start the bus and relay until cancelled; then stop the bus."""
+    async with httpx.AsyncClient() as client:
+        for group, types, url in routes:
+            bus.subscribe(group, types, HttpDelivery(url, timeout_s, client))
+        try:
+            await bus.start()
+            log.info("relay started", extra={"groups": [group for group, _, _ in routes]})
+            await asyncio.Event().wait()
+        finally:
+            await bus.stop()
+
+
+def parse_route(text: str) -> Route:
+    """``group=url=type1,type2`` (the URL may itself contain ``=``)."""
+    group, sep, rest = text.partition("=")
+    url, sep2, types = rest.rpartition("=")
+    type_list = [t.strip() for t in types.split(",") if t.strip()]
+    if not (sep and sep2 and group and url and type_list):
+        raise argparse.ArgumentTypeError(f"route {text!r} is not group=url=type1,type2")
+    return group, type_list, url
+
+
+def context_topics(prefix: str) -> tuple[Callable[[str], str], Callable[[str], str]]:
+    """Topic naming until the events catalogue provides it: one topic per context, one dead-letter topic per group."""
+    return (lambda event_type: f"{prefix}.{event_type.split('.')[2]}",
+            lambda group: f"{prefix}.deadletter.{group}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="medflow-relay", description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers, host:port[,host:port]")
+    parser.add_argument("--route", action="append", type=parse_route, required=True,
+                        help="group=url=type1,type2 (repeatable; types may end with *)")
+    parser.add_argument("--topic-prefix", default="medflow")
+    parser.add_argument("--max-attempts", type=int, default=DeliveryPolicy.max_attempts)
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP delivery")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    topic_for, dead_letter_topic_for = context_topics(args.topic_prefix)
+    bus = KafkaEventBus(args.bootstrap, topic_for=topic_for, dead_letter_topic_for=dead_letter_topic_for,
+                        default_policy=DeliveryPolicy(max_attempts=args.max_attempts), client_id="medflow-relay")
+    asyncio.run(_run_until_signalled(bus, args.route, args.timeout))
+
+
+async def _run_until_signalled(bus: KafkaEventBus, routes: Sequence[Route], timeout_s: float) -> None:
+    task = asyncio.create_task(run_relay(bus, routes, timeout_s))
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+
+if __name__ == "__main__":
+    main()

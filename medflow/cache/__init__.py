@@ -1,0 +1,1 @@
+"""Cache, distributed locks, rate limits and pub/sub: Redis in the cluster, in-process embedded."""

@@ -1,0 +1,110 @@
+"""The one place configuration is read: ``MEDFLOW_*`` environment variables.
+
+Unset URLs select the embedded defaults (SQLite, in-process cache and events, a local
+folder for objects). Settings are validated once at start; a bad value stops the process
+with a message naming the variable, never its value (it may be a secret).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path(".local/data")
+
+
+class ConfigError(RuntimeError):
+    """Raised when the environment does not describe a valid configuration."""
+
+
+class Settings(BaseSettings):
+    """Every setting the platform reads, with its default and its rule."""
+
+    model_config = SettingsConfigDict(env_prefix="MEDFLOW_", extra="ignore", frozen=True)
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Embedded state: SQLite file, objects, keys.")
+
+    # SQL: SQLAlchemy URL. mysql+pymysql / mysql+aiomysql / sqlite / sqlite+aiosqlite.
+    database_url: SecretStr | None = None
+    database_pool_size: int = Field(10, ge=1, le=200)
+    database_echo: bool = False
+
+    # Redis for cache, locks, rate limits and pub/sub; unset = in-process.
+    redis_url: SecretStr | None = None
+    redis_max_connections: int = Field(50, ge=1, le=10_000)
+
+    # Kafka for events; unset = in-process bus.
+    kafka_bootstrap: str | None = None
+    kafka_client_id: str = "medflow"
+
+    # S3-compatible object store; unset = a local folder.
+    s3_endpoint: str | None = None
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+    s3_bucket_prefix: str = Field("medflow", pattern=r"^[a-z0-9][a-z0-9-]{1,40}$")
+
+    # Signed read URLs: lifetime and (embedded store only) the signing key.
+    signed_url_ttl_s: int = Field(300, ge=10, le=3600)
+    url_signing_key: SecretStr | None = None
+    public_base_url: str = "http://127.0.0.1:8080"
+
+    # HTTP runtime.
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=1_073_741_824)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Event delivery (in-process bus and the Kafka relay share these rules).
+    event_max_attempts: int = Field(5, ge=1, le=50)
+    event_backoff_initial_s: float = Field(0.2, gt=0, le=60)
+    event_backoff_max_s: float = Field(10.0, gt=0, le=600)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not value.get_secret_value().startswith(("sqlite", "mysql+pymysql://", "mysql+aiomysql://")):
+            raise ValueError("must be a sqlite, mysql+pymysql or mysql+aiomysql URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_redis(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _s3_credentials_together(self) -> "Settings":
+        if self.s3_endpoint and not (self.s3_access_key and self.s3_secret_key):
+            raise ValueError("MEDFLOW_S3_ENDPOINT needs MEDFLOW_S3_ACCESS_KEY and MEDFLOW_S3_SECRET_KEY")
+        return self
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "medflow.sqlite3"
+
+    def resolved_database_url(self) -> str:
+        """The configured SQL URL, or the embedded SQLite file under ``data_dir``."""
+        if self.database_url:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.sqlite_path}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the environment; raise ConfigError with readable messages."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_input=False, include_url=False):
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            name = f"MEDFLOW_{field.upper()}" if err["loc"] else field
+            lines.append(f"  {name}: {err['msg']}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

@@ -1,0 +1,1 @@
+"""SQL: SQLAlchemy Core over MySQL/MariaDB/TiDB (PyMySQL, aiomysql) or SQLite (aiosqlite)."""

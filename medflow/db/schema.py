@@ -1,0 +1,92 @@
+"""The tables, as SQLAlchemy Core metadata. Alembic migrations create exactly this schema
+(a test compares them). SQL stays TiDB-compatible: no triggers, no stored procedures,
+no spatial or full-text indexes, utf8mb4 everywhere, ULID keys (no auto-increment hot spot).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from medflow.db.types import UTCDateTime, id_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+}
+metadata = sa.MetaData(naming_convention=NAMING)
+
+ROLES = ("admin", "doctor", "patient")
+USER_STATUSES = ("active", "disabled", "deleted")
+
+institutions = sa.Table(
+    "institutions", metadata,
+    id_column(primary_key=True),
+    sa.Column("code", sa.String(32), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False, server_default="hospital"),
+    sa.Column("region", sa.String(100), nullable=True),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+departments = sa.Table(
+    "departments", metadata,
+    id_column(primary_key=True),
+    id_column("institution_id", sa.ForeignKey("institutions.id"), nullable=False),
+    sa.Column("code", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("institution_id", "code"),
+    sa.Index(None, "institution_id", "name", "id"),
+)
+
+users = sa.Table(
+    "users", metadata,
+    id_column(primary_key=True),
+    id_column("institution_id", sa.ForeignKey("institutions.id"), nullable=False),
+    id_column("department_id", sa.ForeignKey("departments.id"), nullable=True),
+    sa.Column("username", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(254), nullable=True),
+    sa.Column("phone", sa.String(32), nullable=True),
+    sa.Column("profile", sa.JSON, nullable=True),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("institution_id", "username"),
+    sa.CheckConstraint("role IN ('admin', 'doctor', 'patient')", name="role"),
+    sa.CheckConstraint("status IN ('active', 'disabled', 'deleted')", name="status"),
+    sa.Index(None, "institution_id", "role", "status", "id"),
+    sa.Index(None, "institution_id", "department_id", "id"),
+)
+
+# Append-only: the code offers insert and read, nothing else; in production the
+# application's database user is granted INSERT and SELECT only on this table.
+audit_log = sa.Table(
+    "audit_log", metadata,
+    id_column(primary_key=True),
+    sa.Column("event_id", sa.String(128), nullable=False, unique=True),
+    sa.Column("occurred_at", UTCDateTime, nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+    id_column("institution_id", nullable=True),
+    id_column("actor_id", nullable=True),
+    sa.Column("actor_role", sa.String(16), nullable=True),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("resource_type", sa.String(64), nullable=False),
+    sa.Column("resource_id", sa.String(128), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(128), nullable=False),
+    sa.Column("trace_id", sa.String(32), nullable=True),
+    sa.Column("details", sa.JSON, nullable=True),
+    sa.Index(None, "institution_id", "occurred_at", "id"),
+    sa.Index(None, "resource_type", "resource_id", "occurred_at"),
+    sa.Index(None, "actor_id", "occurred_at"),
+)

@@ -1,0 +1,149 @@
+"""The shared middleware of every HTTP function, in one request pipeline:
+
+trace context → route → authenticate → authorise → size limit → content type → JSON →
+validate query/body → handler → validate response → problem+json on any error →
+one structured log line and metrics. Also ``/healthz``, ``/metrics``, ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from medflow.auth.principal import Access, Principal
+from medflow.errors import Problem, forbidden, not_found, unauthenticated, validation_failed, FieldError
+from medflow.runtime import metrics
+from medflow.runtime.body import parse_json, read_limited
+from medflow.runtime.openapi import function_document
+from medflow.runtime.problems import internal_error, invalid, problem_response
+from medflow.runtime.services import ServiceHolder
+from medflow.runtime.spec import Call, HttpFunction, Operation
+from medflow.tracing import activate, child_of, deactivate
+
+log = logging.getLogger("medflow.http")
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def authorize(access: Access, principal: Principal | None) -> None:
+    """401 without a caller, 403 for a caller whose role is not declared on the operation."""
+    if access.public:
+        return
+    if principal is None:
+        raise unauthenticated()
+    if principal.role not in access.roles:
+        raise forbidden()
+
+
+def where(exc: BaseException) -> str:
+    """File and line of the innermost frame: enough to debug, no message (it may hold data)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+
+
+class HttpRuntime:
+    def __init__(self, spec: HttpFunction, holder: ServiceHolder) -> None:
+        self.spec = spec
+        self.holder = holder
+
+    async def handle(self, request: Request, subpath: str | None = None) -> Response:
+        path = subpath if subpath is not None else request.url.path
+        path = path or "/"
+        trace = child_of(request.headers.get("traceparent"))
+        token = activate(trace)
+        started = time.perf_counter()
+        operation, code = "-", None
+        try:
+            if path == "/healthz" and request.method == "GET":
+                operation, response = "healthz", await self._health()
+            elif path == "/metrics" and request.method == "GET":
+                body, content_type = metrics.exposition()
+                operation, response = "metrics", Response(body, media_type=content_type)
+            elif path == "/openapi.json" and request.method == "GET":
+                operation, response = "openapi", JSONResponse(function_document(self.spec))
+            else:
+                op, params = self._route(request.method, path)
+                operation = op.operation_id
+                response = await self._run(op, params, request, trace)
+        except Problem as problem:
+            code, response = problem.code, problem_response(problem)
+        except Exception as exc:
+            log.error("unhandled error", extra={"function": self.spec.name, "operation": operation,
+                                                "error_type": type(exc).__name__, "where": where(exc)})
+            problem = internal_error()
+            code, response = problem.code, problem_response(problem)
+        finally:
+            deactivate(token)
+        elapsed = time.perf_counter() - started
+        response.headers["traceparent"] = trace.traceparent
+        self._record(request, operation, response.status_code, code, elapsed, trace.trace_id)
+        return response
+
+    def _route(self, method: str, path: str) -> tuple[Operation, dict[str, str]]:
+        op, params, path_exists = self.spec.match(method, path)
+        if op is None:
+            if path_exists:
+                raise Problem(405, "method-not-allowed", f"{method} is not allowed here.")
+            raise not_found("operation")
+        return op, params
+
+    async def _run(self, op: Operation, params: dict[str, str], request: Request, trace) -> Response:
+        services = await self.holder.get()
+        principal = await services.authenticator(request.headers)
+        authorize(op.access, principal)
+        query = self._query(op, request)
+        body = await self._body(op, request, services.settings.max_body_bytes)
+        result = await op.handler(Call(services, principal, params, query, body, trace, request.headers))
+        return self._respond(op, result)
+
+    @staticmethod
+    def _query(op: Operation, request: Request) -> BaseModel | None:
+        items = dict(request.query_params)
+        if op.query is None:
+            if items:
+                raise validation_failed([FieldError(f"query.{k}", "Extra inputs are not permitted", "extra_forbidden") for k in items])
+            return None
+        try:
+            return op.query.model_validate(items)
+        except ValidationError as exc:
+            raise invalid(exc, "query") from None
+
+    @staticmethod
+    async def _body(op: Operation, request: Request, default_limit: int) -> BaseModel | None:
+        if request.method not in _BODY_METHODS:
+            return None
+        raw = await read_limited(request, op.max_body_bytes or default_limit)
+        if op.body is None:
+            return None
+        data = parse_json(request, raw)
+        try:
+            return op.body.model_validate(data)
+        except ValidationError as exc:
+            raise invalid(exc, "body") from None
+
+    @staticmethod
+    def _respond(op: Operation, result: Any) -> Response:
+        if op.response is None:
+            return Response(status_code=op.status)
+        model = result if isinstance(result, op.response) else op.response.model_validate(result)
+        return JSONResponse(model.model_dump(mode="json"), status_code=op.status)
+
+    async def _health(self) -> Response:
+        services = await self.holder.get()
+        checks = await services.health()
+        ok = all(checks.values())
+        return JSONResponse({"status": "ok" if ok else "degraded", "function": self.spec.name, "checks": checks},
+                            status_code=200 if ok else 503)
+
+    def _record(self, request: Request, operation: str, status: int, code: str | None, elapsed: float, trace_id: str) -> None:
+        metrics.REQUEST_SECONDS.labels(self.spec.name, operation, str(status)).observe(elapsed)
+        if code:
+            metrics.REQUEST_ERRORS.labels(self.spec.name, code).inc()
+        log.info("request", extra={"function": self.spec.name, "operation": operation, "method": request.method,
+                                   "status": status, "code": code, "latency_ms": round(elapsed * 1000, 2),
+                                   "trace_id": trace_id})
