@@ -140,7 +140,7 @@ async def call_remote(fn: Callable[[], Awaitable[T]], *, timeout_s: float, attem
 
     retrying = AsyncRetrying(
         stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(initial=backoff_initial_s, max=backoff_max_s),
+        wait=wait_exponential_jitter(multiplier=backoff_initial_s, max=backoff_max_s, jitter=backoff_initial_s),
         retry=retry_if_exception(lambda e: not isinstance(e, (PermanentError, CircuitOpen))),
         reraise=True,
     )

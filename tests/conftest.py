@@ -92,3 +92,88 @@ async def bus_factory():
     yield make
     for bus in created:  # stop() is idempotent: tests may have stopped theirs already
         await bus.stop()
+
+
+# --- SQL -----------------------------------------------------------------------------
+
+def _mysql_admin_url() -> str:
+    return real_setting("MEDFLOW_TEST_MYSQL_URL")
+
+
+def create_mysql_database() -> str:
+    """A new, empty database on the test MariaDB; returns its URL."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    base = make_url(_mysql_admin_url())
+    name = unique("medflow_t")
+    engine = sa.create_engine(base)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+    engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_mysql_database(url: str) -> None:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    engine = sa.create_engine(parsed.set(database=make_url(_mysql_admin_url()).database))
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def empty_sql_url(request, tmp_path):
+    """An empty database: a SQLite file or a fresh MariaDB database (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'medflow.sqlite3'}"
+        return
+    url = create_mysql_database()
+    yield url
+    drop_mysql_database(url)
+
+
+@pytest.fixture
+async def database(empty_sql_url):
+    """A migrated database behind the async adapter."""
+    from medflow.db import migrate
+    from medflow.db.engine import Database
+
+    migrate.upgrade(empty_sql_url)
+    db = Database(empty_sql_url)
+    yield db
+    await db.close()
+
+
+# --- Services (the composition root) ---------------------------------------------------
+
+def real_settings_env(database_url: str, bucket_prefix: str) -> dict[str, str]:
+    """MEDFLOW_* variables that point every adapter at the real test servers."""
+    return {
+        "MEDFLOW_DATABASE_URL": database_url,
+        "MEDFLOW_REDIS_URL": real_setting("MEDFLOW_TEST_REDIS_URL"),
+        "MEDFLOW_KAFKA_BOOTSTRAP": real_setting("MEDFLOW_TEST_KAFKA_BOOTSTRAP"),
+        "MEDFLOW_S3_ENDPOINT": real_setting("MEDFLOW_TEST_S3_ENDPOINT"),
+        "MEDFLOW_S3_ACCESS_KEY": real_setting("MEDFLOW_TEST_S3_ACCESS_KEY"),
+        "MEDFLOW_S3_SECRET_KEY": real_setting("MEDFLOW_TEST_S3_SECRET_KEY"),
+        "MEDFLOW_S3_REGION": os.environ.get("MEDFLOW_TEST_S3_REGION", "us-east-1"),
+        "MEDFLOW_S3_BUCKET_PREFIX": bucket_prefix,
+    }
+
+
+@pytest.fixture
+async def embedded_services(tmp_path):
+    """Services on the embedded defaults (SQLite, in-process cache and bus, local folder), migrated."""
+    from medflow.bootstrap import build_services
+    from medflow.config import Settings
+    from medflow.db import migrate
+
+    settings = Settings(data_dir=tmp_path / "data")
+    migrate.upgrade(settings.resolved_database_url())
+    services = build_services(settings)
+    await services.objects.ensure_buckets()
+    yield services
+    await services.close()

@@ -262,7 +262,9 @@ class _GroupWorker(threading.Thread):
         try:
             consumer = KafkaConsumer(
                 bootstrap_servers=self._bus._bootstrap, client_id=self._bus._client_id, group_id=self.group,
-                enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=100)
+                enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=100,
+                metadata_max_age_ms=30_000)
+            self._await_topic_metadata(consumer)
             consumer.subscribe(topics=list(self._subscription.topics), listener=_AssignmentSignal(self.assigned))
         except Exception as exc:
             self.error = exc
@@ -277,6 +279,15 @@ class _GroupWorker(threading.Thread):
             log.exception("kafka consumer stopped on an error", extra={"group": self.group})
         finally:
             consumer.close(autocommit=False)
+
+    def _await_topic_metadata(self, consumer: KafkaConsumer, timeout_s: float = 30.0) -> None:
+        """Load the partitions of our topics before joining: a group leader that does not know a
+        topic yet assigns none of it, and would only notice at the next metadata refresh."""
+        deadline = time.monotonic() + timeout_s
+        while not all(consumer.partitions_for_topic(t) for t in self._subscription.topics):
+            if time.monotonic() > deadline or self._stopping.is_set():
+                raise TransientError(f"no partition metadata for the topics of group {self.group}")
+            time.sleep(0.2)
 
     def _consume_batch(self, consumer: KafkaConsumer, partition: TopicPartition, records: list[Any]) -> None:
         """Handle records in order; on a failure rewind to it so the next poll tries again."""

@@ -31,7 +31,8 @@ import boto3
 from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import ConnectionError as EndpointError
 
 from medflow.errors import TransientError
 from medflow.storage.ports import BUCKETS, ObjectInfo, ObjectNotFound, check_key
@@ -231,5 +232,5 @@ def _mapped_errors(call: Callable[[], Any]) -> Any:
         if code in TRANSIENT_CODES or status >= 500:
             raise TransientError(f"object store unavailable: {code}") from exc
         raise
-    except HTTPClientError as exc:   # connection refused or reset, time-outs, broken streams
+    except (EndpointError, HTTPClientError, IncompleteReadError) as exc:  # refused, reset, timed out, cut short
         raise TransientError(f"object store unreachable: {type(exc).__name__}") from exc
