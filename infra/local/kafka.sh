@@ -36,7 +36,9 @@ find_java() {
     for candidate in ${JAVA_HOME:+"$JAVA_HOME/bin/java"} "$(command -v java 2>/dev/null || true)" \
             /usr/lib/jvm/java-17-openjdk-*/bin/java /usr/lib/jvm/java-2*-openjdk-*/bin/java; do
         [[ -n "$candidate" && -x "$candidate" ]] || continue
-        if (( $(java_major "$candidate" || echo 0) >= 17 )); then
+        local major
+        major="$(java_major "$candidate" || true)"
+        if [[ "$major" =~ ^[0-9]+$ ]] && ((major >= 17)); then
             echo "$candidate"
             return 0
         fi
@@ -53,7 +55,7 @@ _install_libs_locked() {
     info "downloading Kafka $KAFKA_VERSION jars with Maven into $LIBS (log: $mvnlog)"
     rm -rf "$tmp"
     mkdir -p "$KAFKA_HOME"
-    if ! mvn -q -B -f "$POM" -Dkafka.version="$KAFKA_VERSION" \
+    if ! mvn -q -B -Dstyle.color=never -f "$POM" -Dkafka.version="$KAFKA_VERSION" \
             dependency:copy-dependencies -DoutputDirectory="$tmp" >"$mvnlog" 2>&1; then
         rm -rf "$tmp"
         die "Maven could not fetch the Kafka jars" "$mvnlog"
@@ -117,16 +119,15 @@ EOF
     </Console>
   </Appenders>
   <Loggers>
-    <!-- "KafkaConfig values: ..." dumps; the effective file is next to this one. -->
-    <Logger name="org.apache.kafka.common.config.AbstractConfig" level="WARN"/>
-    <Logger name="kafka.request.logger" level="WARN"/>
-    <Logger name="kafka.controller" level="INFO"/>
-    <Logger name="state.change.logger" level="WARN"/>
-    <Logger name="kafka.log.LogCleaner" level="WARN"/>
-    <Logger name="org.apache.kafka.storage.internals.log" level="WARN"/>
-    <Logger name="org.apache.kafka.clients" level="WARN"/>
-    <Logger name="org.apache.kafka.common.utils.AppInfoParser" level="WARN"/>
-    <Root level="INFO">
+    <!-- WARN by default: topic/partition/group churn from the test suite would
+         otherwise log megabytes at INFO. Lifecycle loggers stay at INFO
+         ("Kafka Server started" is what kafka.sh waits for). -->
+    <Logger name="kafka.server.KafkaRaftServer" level="INFO"/>
+    <Logger name="kafka.server.BrokerServer" level="INFO"/>
+    <Logger name="kafka.server.ControllerServer" level="INFO"/>
+    <Logger name="kafka.server.BrokerLifecycleManager" level="INFO"/>
+    <Logger name="org.apache.kafka.raft.QuorumState" level="INFO"/>
+    <Root level="WARN">
       <AppenderRef ref="STDOUT"/>
     </Root>
   </Loggers>

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # constants are used by the sourcing scripts
 # Shared helpers for the local test servers (MariaDB, Redis, Kafka, MinIO).
 # Sourced by infra/local/*.sh; not meant to be executed on its own.
 #
@@ -61,13 +61,17 @@ die() {
 }
 
 ensure_dirs() {
-    mkdir -p "$INFRA_DIR" "$LOG_DIR" "$RUN_DIR" "$CACHE_DIR" "$@"
+    mkdir -p "$INFRA_DIR" "$LOG_DIR" "$RUN_DIR" "$CACHE_DIR"
 }
 
 # log_marker LOGFILE -- append a start marker; prints the log size before it
-# (so a readiness check can look only at what this start wrote).
+# (so a readiness check can look only at what this start wrote). Called only
+# while the server is stopped, so a big log is rotated to LOGFILE.1 here.
 log_marker() {
     local logfile="$1" size=0
+    if [[ -f "$logfile" ]] && (($(stat -c %s "$logfile") > 50 * 1024 * 1024)); then
+        mv -f "$logfile" "$logfile.1"
+    fi
     [[ -f "$logfile" ]] && size=$(stat -c %s "$logfile")
     printf '=== start %s (pid %s) ===\n' "$(date '+%F %T')" "$$" >>"$logfile"
     echo "$size"
@@ -166,6 +170,7 @@ start_detached() {
     # The wrapper closes inherited descriptors (notably our flock fds, which
     # would otherwise stay locked for the server's lifetime), records its own
     # pid and execs the server, so the pid file holds the server's pid.
+    # shellcheck disable=SC2016 # expanded by the inner bash
     setsid bash -c 'echo $$ >"$1"; shift
         for ((fd = 3; fd < 256; fd++)); do eval "exec $fd>&-"; done 2>/dev/null
         exec "$@"' _ "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 &

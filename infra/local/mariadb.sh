@@ -56,9 +56,9 @@ EOF
     mv -f "$CNF.tmp" "$CNF"
 }
 
-# admin SQL over the unix socket, authenticated by unix_socket as the OS user
+# admin: run SQL from stdin over the unix socket, authenticated by unix_socket as the OS user
 # that ran mariadb-install-db.
-admin() { mariadb --no-defaults --protocol=socket --socket="$SOCKET" -u"$(id -un)" "$@"; }
+admin() { mariadb --no-defaults --protocol=socket --socket="$SOCKET" -u"$(id -un)"; }
 ping_socket() { mariadb-admin --no-defaults --protocol=socket --socket="$SOCKET" -u"$(id -un)" ping; }
 
 init_datadir() {

@@ -152,7 +152,7 @@ class KafkaEventBus:
                     max_block_ms=15_000)
             return self._producer
 
-    def _send(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+    def _send(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
         try:
             self._producer_instance().send(topic, value=value, key=key, headers=headers).get(timeout=SEND_TIMEOUT_S)
         except kafka_errors.KafkaError as exc:
@@ -214,7 +214,7 @@ class KafkaEventBus:
         headers += [(DLQ_PREFIX + name, str(value).encode()) for name, value in (
             ("reason", reason), ("group", group), ("attempts", attempts),
             ("topic", record.topic), ("partition", record.partition), ("offset", record.offset))]
-        self._send(self._dead_letter_topic_for(group), record.key or b"", record.value or b"", headers)
+        self._send(self._dead_letter_topic_for(group), record.key, record.value, headers)
 
     def _run_on_loop(self, coroutine: Any) -> concurrent.futures.Future:
         assert self._loop is not None
@@ -272,13 +272,22 @@ class _GroupWorker(threading.Thread):
             return
         try:
             while not self._stopping.is_set():
-                for partition, records in consumer.poll(timeout_ms=200).items():
+                for partition, records in self._poll(consumer).items():
                     self._consume_batch(consumer, partition, records)
         except Exception as exc:
             self.error = exc
             log.exception("kafka consumer stopped on an error", extra={"group": self.group})
         finally:
             consumer.close(autocommit=False)
+
+    def _poll(self, consumer: KafkaConsumer) -> dict[TopicPartition, list[Any]]:
+        """The next records; broker trouble is waited out (kafka-python reconnects by itself)."""
+        try:
+            return consumer.poll(timeout_ms=200)
+        except kafka_errors.KafkaError as exc:
+            log.warning("kafka poll failed; retrying", extra={"group": self.group, "error": type(exc).__name__})
+            self._stopping.wait(1.0)
+            return {}
 
     def _await_topic_metadata(self, consumer: KafkaConsumer, timeout_s: float = 30.0) -> None:
         """Load the partitions of our topics before joining: a group leader that does not know a
@@ -290,7 +299,8 @@ class _GroupWorker(threading.Thread):
             time.sleep(0.2)
 
     def _consume_batch(self, consumer: KafkaConsumer, partition: TopicPartition, records: list[Any]) -> None:
-        """Handle records in order; on a failure rewind to it so the next poll tries again."""
+        """Handle records in order, committing each; when one cannot be finished (or committed),
+        rewind the partition so that the next poll resumes from the first unfinished record."""
         for record in records:
             try:
                 self._consume(record)
@@ -302,13 +312,14 @@ class _GroupWorker(threading.Thread):
                 log.error("record not handled; will retry", extra={
                     "group": self.group, "topic": record.topic, "partition": record.partition,
                     "offset": record.offset, "error": type(exc).__name__})
-                consumer.seek(partition, record.offset)
-                time.sleep(1.0)
+                _rewind(consumer, partition, record.offset)
+                self._stopping.wait(1.0)
                 return
             try:
                 consumer.commit({partition: OffsetAndMetadata(record.offset + 1, "", -1)})
-            except kafka_errors.KafkaError as exc:  # e.g. partition revoked: the next owner repeats it
+            except kafka_errors.KafkaError as exc:  # e.g. a rebalance: a later commit, or the next owner, covers it
                 log.warning("offset commit failed", extra={"group": self.group, "error": type(exc).__name__})
+                _rewind(consumer, partition, record.offset + 1)
                 return
 
     def _consume(self, record: Any) -> None:
@@ -332,13 +343,21 @@ class _GroupWorker(threading.Thread):
         with self._lock:
             if self._stopping.is_set():
                 raise _Stopping()
-            self._in_flight = self._bus._run_on_loop(deliver(event, s.handler, s.policy, s.group))
+            self._in_flight = in_flight = self._bus._run_on_loop(deliver(event, s.handler, s.policy, s.group))
         try:
-            return self._in_flight.result()
+            return in_flight.result()
         except concurrent.futures.CancelledError:
             raise _Stopping() from None
         finally:
             self._in_flight = None
+
+
+def _rewind(consumer: KafkaConsumer, partition: TopicPartition, offset: int) -> None:
+    """Fetch ``partition`` from ``offset`` again (poll already moved past the batch)."""
+    try:
+        consumer.seek(partition, offset)
+    except (kafka_errors.KafkaError, ValueError):  # no longer ours: its next owner starts at the commit
+        pass
 
 
 def _dead_letter_of(group: str, record: Any) -> DeadLetter:

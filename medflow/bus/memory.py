@@ -36,7 +36,8 @@ class MemoryEventBus:
         self._policy = default_policy or DeliveryPolicy()
         self._started = False
 
-    def subscribe(self, group: str, types: Sequence[str], handler: Handler, policy: DeliveryPolicy | None = None) -> None:
+    def subscribe(self, group: str, types: Sequence[str], handler: Handler, policy: DeliveryPolicy | None = None, *,
+                  topics: Sequence[str] | None = None) -> None:
         if group in self._groups:
             raise ValueError(f"consumer group {group!r} already subscribed")
         self._groups[group] = _Group(group, tuple(types), handler, policy or self._policy)

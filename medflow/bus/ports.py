@@ -55,8 +55,10 @@ class EventBus(Protocol):
     async def publish(self, event: CloudEvent) -> None:
         """Durably hand the event over (returns after the broker acknowledged it)."""
 
-    def subscribe(self, group: str, types: Sequence[str], handler: Handler, policy: DeliveryPolicy | None = None) -> None:
-        """Register a consumer group before ``start``; each group sees every matching event."""
+    def subscribe(self, group: str, types: Sequence[str], handler: Handler, policy: DeliveryPolicy | None = None, *,
+                  topics: Sequence[str] | None = None) -> None:
+        """Register a consumer group before ``start``; each group sees every matching event.
+        ``topics`` names the topics carrying ``types`` (from the catalogue) where the bus has topics."""
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...

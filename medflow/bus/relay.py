@@ -103,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP delivery")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    logging.getLogger("kafka").setLevel(logging.WARNING)
     topic_for, dead_letter_topic_for = context_topics(args.topic_prefix)
     bus = KafkaEventBus(args.bootstrap, topic_for=topic_for, dead_letter_topic_for=dead_letter_topic_for,
                         default_policy=DeliveryPolicy(max_attempts=args.max_attempts), client_id="medflow-relay")

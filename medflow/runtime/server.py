@@ -37,7 +37,8 @@ def subscribe_event_functions(services: Services, runtimes: dict[str, HttpRuntim
         runtime = runtimes.get(consumer.function)
         if not isinstance(runtime, EventRuntime):
             raise RuntimeError(f"catalogue consumer {consumer.group} names no CloudEvent function {consumer.function}")
-        services.bus.subscribe(consumer.group, consumer.accepts, runtime.deliver)
+        services.bus.subscribe(consumer.group, consumer.accepts, runtime.deliver,
+                               topics=services.catalogue.topics_for(consumer.accepts))
 
 
 def create_app(services: Services, on_start: OnStart | None = None) -> Starlette:

@@ -1,11 +1,14 @@
 """The event bus contract, held by the embedded bus and by Kafka alike.
 
 Kafka delivers asynchronously from other threads, so every wait polls with a deadline.
+Consumer group ids are global on a broker, so each test names its groups uniquely.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import time
 from typing import Any, Awaitable, Callable
 
@@ -36,6 +39,10 @@ async def eventually(condition: Callable[[], Any] | Callable[[], Awaitable[Any]]
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout_s} s")
         await asyncio.sleep(0.05)
+
+
+def group(name: str) -> str:
+    return f"{name}-{secrets.token_hex(3)}"
 
 
 def event(type_: str = STORED, subject: str = "study-1", **data: Any) -> CloudEvent:
@@ -77,9 +84,10 @@ async def _at_least(letters: Awaitable[list[DeadLetter]], count: int) -> list[De
 
 @KINDS
 async def test_published_event_reaches_a_subscriber_once_and_intact(bus_factory, kind):
+    indexer_group = group("indexer")
     bus = await bus_factory(kind)
     handler = Recorder()
-    bus.subscribe("indexer", [STORED], handler)
+    bus.subscribe(indexer_group, [STORED], handler)
     await bus.start()
     sent = event(n=1, patient="p-1")
     marker = event(n=2)
@@ -95,10 +103,11 @@ async def test_published_event_reaches_a_subscriber_once_and_intact(bus_factory,
 
 @KINDS
 async def test_each_group_gets_every_matching_event(bus_factory, kind):
+    indexer_group = group("indexer")
     bus = await bus_factory(kind)
     indexer, thumbnails = Recorder(), Recorder()
-    bus.subscribe("indexer", [STORED], indexer)
-    bus.subscribe("thumbnails", ["org.medflow.imaging.*"], thumbnails)
+    bus.subscribe(indexer_group, [STORED], indexer)
+    bus.subscribe(group("thumbnails"), ["org.medflow.imaging.*"], thumbnails)
     await bus.start()
     sent = event()
 
@@ -111,10 +120,11 @@ async def test_each_group_gets_every_matching_event(bus_factory, kind):
 
 @KINDS
 async def test_a_group_does_not_get_types_it_did_not_subscribe_to(bus_factory, kind):
+    indexer_group = group("indexer")
     bus = await bus_factory(kind)
     indexer, auditor = Recorder(), Recorder()
-    bus.subscribe("indexer", [STORED], indexer)
-    bus.subscribe("auditor", [AUDITED], auditor)
+    bus.subscribe(indexer_group, [STORED], indexer)
+    bus.subscribe(group("auditor"), [AUDITED], auditor)
     await bus.start()
     other_type_same_topic = event(DELETED)
     other_topic = event(AUDITED)
@@ -131,9 +141,10 @@ async def test_a_group_does_not_get_types_it_did_not_subscribe_to(bus_factory, k
 
 @KINDS
 async def test_transient_failures_are_retried_until_the_handler_succeeds(bus_factory, kind):
+    indexer_group = group("indexer")
     bus = await bus_factory(kind, DeliveryPolicy(max_attempts=5, backoff_initial_s=0.01, backoff_max_s=0.05))
     handler = Recorder(fail_first=2)
-    bus.subscribe("indexer", [STORED], handler)
+    bus.subscribe(indexer_group, [STORED], handler)
     await bus.start()
     sent = event()
 
@@ -142,22 +153,23 @@ async def test_transient_failures_are_retried_until_the_handler_succeeds(bus_fac
 
     assert handler.ids() == [sent["id"]]
     assert handler.calls == 3
-    assert await bus.dead_letters("indexer") == []
+    assert await bus.dead_letters(indexer_group) == []
 
 
 @KINDS
 async def test_a_permanent_error_is_dead_lettered_at_once_with_the_original_event(bus_factory, kind):
+    indexer_group = group("indexer")
     bus = await bus_factory(kind)
     handler = Recorder(fail_first=1_000, error=PermanentError)
-    bus.subscribe("indexer", [STORED], handler)
+    bus.subscribe(indexer_group, [STORED], handler)
     await bus.start()
     sent = event(n=7)
 
     await bus.publish(sent)
-    [letter] = await dead_letters_of(bus, "indexer", 1)
+    [letter] = await dead_letters_of(bus, indexer_group, 1)
 
     assert handler.calls == 1
-    assert letter.group == "indexer"
+    assert letter.group == indexer_group
     assert letter.attempts == 1
     assert "PermanentError" in letter.reason and "failure 1" in letter.reason
     assert attributes(letter.event) == attributes(sent)
@@ -166,14 +178,15 @@ async def test_a_permanent_error_is_dead_lettered_at_once_with_the_original_even
 
 @KINDS
 async def test_a_handler_that_always_fails_is_dead_lettered_after_max_attempts(bus_factory, kind):
+    indexer_group = group("indexer")
     bus = await bus_factory(kind, DeliveryPolicy(max_attempts=3, backoff_initial_s=0.01, backoff_max_s=0.05))
     handler = Recorder(fail_first=1_000)
-    bus.subscribe("indexer", [STORED], handler)
+    bus.subscribe(indexer_group, [STORED], handler)
     await bus.start()
     sent = event()
 
     await bus.publish(sent)
-    [letter] = await dead_letters_of(bus, "indexer", 1)
+    [letter] = await dead_letters_of(bus, indexer_group, 1)
 
     assert handler.calls == 3
     assert letter.attempts == 3
@@ -184,9 +197,10 @@ async def test_a_handler_that_always_fails_is_dead_lettered_after_max_attempts(b
 
 @KINDS
 async def test_events_about_one_subject_are_handled_in_publication_order(bus_factory, kind):
+    indexer_group = group("indexer")
     bus = await bus_factory(kind)
     handler = Recorder()
-    bus.subscribe("indexer", [STORED], handler)
+    bus.subscribe(indexer_group, [STORED], handler)
     await bus.start()
     sent = [event(subject=f"study-{i % 3}", n=i) for i in range(30)]
 
@@ -198,3 +212,43 @@ async def test_events_about_one_subject_are_handled_in_publication_order(bus_fac
         assert [e.data["n"] for e in handler.events if e["subject"] == subject] == \
                [e.data["n"] for e in sent if e["subject"] == subject]
     assert sorted(handler.ids()) == sorted(e["id"] for e in sent)
+
+
+# -- Kafka only: records that never were CloudEvents, and topic mapping ---------------------
+
+
+async def test_kafka_dead_letters_a_record_that_is_not_a_cloudevent_and_goes_on(bus_factory):
+    from kafka import KafkaProducer
+
+    from medflow.bus.kafka import UNDECODABLE_TYPE
+
+    indexer_group = group("indexer")
+    bus = await bus_factory("real")
+    handler = Recorder()
+    bus.subscribe(indexer_group, [STORED], handler)
+    await bus.start()
+    producer = KafkaProducer(bootstrap_servers=os.environ["MEDFLOW_TEST_KAFKA_BOOTSTRAP"])
+    try:
+        await asyncio.to_thread(lambda: producer.send(bus.topic_of(STORED), key=b"study-1", value=b"not an event").get(10))
+    finally:
+        await asyncio.to_thread(producer.close)
+    after = event()
+    await bus.publish(after)
+
+    [letter] = await dead_letters_of(bus, indexer_group, 1)
+    await eventually(lambda: handler.events)
+
+    assert letter.reason.startswith("undecodable")
+    assert letter.attempts == 0
+    assert letter.event["type"] == UNDECODABLE_TYPE and letter.event["subject"] == "study-1"
+    assert letter.event.data == b"not an event"
+    assert handler.ids() == [after["id"]]
+
+
+async def test_kafka_type_patterns_must_stay_within_one_topic(bus_factory):
+    bus = await bus_factory("real")
+
+    assert bus.topic_of("org.medflow.imaging.*") == bus.topic_of(STORED)
+    with pytest.raises(ValueError, match="spans several topics"):
+        bus.subscribe(group("everything"), ["org.medflow.*"], Recorder())
+    bus.subscribe(group("everything"), ["org.medflow.*"], Recorder(), topics=[bus.topic_of(STORED)])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import socket
 import time
 
 import pytest
@@ -280,3 +281,29 @@ async def test_channels_are_separate(cache_backend):
 
 async def _drain(subscription) -> list[bytes]:
     return [message async for message in subscription]
+
+
+# --- Redis adapter only ------------------------------------------------------------------
+
+
+async def test_unreachable_redis_raises_transient_error():
+    """Callers retry on TransientError, so a dead Redis must not surface as a raw driver error."""
+    from medflow.cache.redis import RedisCacheBackend
+    from medflow.errors import TransientError
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    backend = RedisCacheBackend(f"redis://127.0.0.1:{port}/0")
+    try:
+        assert await backend.ping() is False
+        with pytest.raises(TransientError):
+            await backend.cache.get("k")
+        with pytest.raises(TransientError):
+            await backend.locks.acquire("k", ttl_s=1)
+        with pytest.raises(TransientError):
+            await backend.rate_limiter.hit("k", limit=1, window_s=1)
+        with pytest.raises(TransientError):
+            await backend.pubsub.subscribe("c")
+    finally:
+        await backend.close()

@@ -7,6 +7,7 @@ The function is a tiny HTTP server whose answer depends on the event's subject:
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 import threading
 import time
@@ -115,12 +116,13 @@ def event(subject: str):
 
 async def test_relay_follows_the_knative_delivery_contract(bus_factory, function_server):
     bus = await bus_factory("real")
-    relay = asyncio.create_task(run_relay(bus, [("indexer", [STORED], function_server.url)], timeout_s=5))
+    group = f"indexer-{secrets.token_hex(3)}"   # group ids are global on the broker
+    relay = asyncio.create_task(run_relay(bus, [(group, [STORED], function_server.url)], timeout_s=5))
     sent = {subject: event(subject) for subject in ("ok-1", "bad-1", "down-1", "flaky-1")}
     try:
         for e in sent.values():
             await bus.publish(e)
-        letters = await eventually(lambda: dead_letters(bus, "indexer", 2))
+        letters = await eventually(lambda: dead_letters(bus, group, 2))
         await eventually(lambda: len(function_server.received) >= 2)
     finally:
         relay.cancel()
