@@ -5,8 +5,10 @@ binary content mode to a function URL, with Knative's delivery contract — 2xx 
 except 408/429 never retried (dead-letter); 408, 429, 5xx, time-outs and connection
 errors retried with backoff by ``deliver`` and dead-lettered after ``max_attempts``.
 
-    python -m medflow.bus.relay --bootstrap 127.0.0.1:39092 \\
-        --route imaging-indexer=http://127.0.0.1:8081/=org.medflow.imaging.study_stored.v1
+    medflow relay --bootstrap 127.0.0.1:39092 \\
+        --route audit_sink=http://127.0.0.1:8082/=org.medflow.audit.*
+
+Topics come from the events catalogue (events/catalogue.yaml).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Callable, Sequence
 import httpx
 from cloudevents.http import CloudEvent
 
+from medflow.bus.catalogue import catalogue
 from medflow.bus.events import to_http
 from medflow.bus.kafka import KafkaEventBus
 from medflow.bus.ports import DeliveryPolicy
@@ -64,11 +67,13 @@ class HttpDelivery:
             self._client = None
 
 
-async def run_relay(bus: KafkaEventBus, routes: Sequence[Route], timeout_s: float = 30.0) -> None:
+async def run_relay(bus: KafkaEventBus, routes: Sequence[Route], timeout_s: float = 30.0,
+                    topics_for: Callable[[Sequence[str]], Sequence[str]] | None = None) -> None:
     """Subscribe every route, start the bus and relay until cancelled; then stop the bus."""
     async with httpx.AsyncClient() as client:
         for group, types, url in routes:
-            bus.subscribe(group, types, HttpDelivery(url, timeout_s, client))
+            topics = topics_for(tuple(types)) if topics_for else None
+            bus.subscribe(group, types, HttpDelivery(url, timeout_s, client), topics=topics)
         try:
             await bus.start()
             log.info("relay started", extra={"groups": [group for group, _, _ in routes]})
@@ -87,31 +92,26 @@ def parse_route(text: str) -> Route:
     return group, type_list, url
 
 
-def context_topics(prefix: str) -> tuple[Callable[[str], str], Callable[[str], str]]:
-    """Topic naming until the events catalogue provides it: one topic per context, one dead-letter topic per group."""
-    return (lambda event_type: f"{prefix}.{event_type.split('.')[2]}",
-            lambda group: f"{prefix}.deadletter.{group}")
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="medflow-relay", description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers, host:port[,host:port]")
     parser.add_argument("--route", action="append", type=parse_route, required=True,
                         help="group=url=type1,type2 (repeatable; types may end with *)")
-    parser.add_argument("--topic-prefix", default="medflow")
     parser.add_argument("--max-attempts", type=int, default=DeliveryPolicy.max_attempts)
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP delivery")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
+    from medflow.runtime.logs import configure_logging
+    configure_logging("INFO")
     logging.getLogger("kafka").setLevel(logging.WARNING)
-    topic_for, dead_letter_topic_for = context_topics(args.topic_prefix)
-    bus = KafkaEventBus(args.bootstrap, topic_for=topic_for, dead_letter_topic_for=dead_letter_topic_for,
+    events = catalogue()  # topics and dead-letter topics as events/catalogue.yaml declares them
+    bus = KafkaEventBus(args.bootstrap, topic_for=events.topic_for, dead_letter_topic_for=events.dead_letter_topic,
                         default_policy=DeliveryPolicy(max_attempts=args.max_attempts), client_id="medflow-relay")
-    asyncio.run(_run_until_signalled(bus, args.route, args.timeout))
+    asyncio.run(_run_until_signalled(bus, args.route, args.timeout, events.topics_for))
 
 
-async def _run_until_signalled(bus: KafkaEventBus, routes: Sequence[Route], timeout_s: float) -> None:
-    task = asyncio.create_task(run_relay(bus, routes, timeout_s))
+async def _run_until_signalled(bus: KafkaEventBus, routes: Sequence[Route], timeout_s: float,
+                               topics_for: Callable[[Sequence[str]], Sequence[str]]) -> None:
+    task = asyncio.create_task(run_relay(bus, routes, timeout_s, topics_for))
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, task.cancel)

@@ -19,7 +19,7 @@ from conftest import REPO, real_setting, unique
 from medflow.cache.redis import RedisCacheBackend
 
 WORKER = r'''
-import asyncio, json, os, sys, time
+import asyncio, json, os, random, sys, time
 from medflow.cache.redis import RedisCacheBackend
 
 def emit(**event):
@@ -39,7 +39,7 @@ async def count(backend, args):
         await backend.cache.set(args["counter"], str(value + 1).encode())
         spans.append([entered, time.time()])
         assert await lock.release(), "release refused"
-        await asyncio.sleep(0.01)  # let the others in
+        await asyncio.sleep(random.uniform(0.0, 0.02))  # let the others in (random: no lock-step with their polling)
     emit(event="done", spans=spans)
 
 async def hold(backend, args):
@@ -103,17 +103,17 @@ class Worker:
 
 
 @pytest.fixture
-def redis_url() -> str:
-    return real_setting("MEDFLOW_TEST_REDIS_URL")
-
-
-@pytest.fixture
 async def workers():
-    """Start workers through ``workers.start(...)``; all are killed at the end of the test."""
+    """Start workers through ``workers.start(mode, ...)``; all are killed at the end of the test.
+
+    The Redis URL stays inside the fixtures: pytest prints a failing test's arguments, and
+    the URL holds the password.
+    """
+    redis_url = real_setting("MEDFLOW_TEST_REDIS_URL")
     started: list[Worker] = []
 
     class Starter:
-        async def start(self, redis_url: str, mode: str, **args) -> Worker:
+        async def start(self, mode: str, **args) -> Worker:
             worker = await Worker.start(redis_url, mode, **args)
             started.append(worker)
             return worker
@@ -129,18 +129,18 @@ def namespace() -> str:
 
 
 @pytest.fixture
-async def backend(redis_url, namespace):
+async def backend(namespace):
     """The test's own view of the workers' namespace."""
-    backend = RedisCacheBackend(redis_url, namespace=namespace)
+    backend = RedisCacheBackend(real_setting("MEDFLOW_TEST_REDIS_URL"), namespace=namespace)
     yield backend
     await backend.close()
 
 
 @pytest.mark.parametrize("count", [2, 4])
-async def test_lock_serialises_read_modify_write_across_processes(redis_url, workers, backend, namespace, count):
+async def test_lock_serialises_read_modify_write_across_processes(workers, backend, namespace, count):
     iterations = 20
     args = {"namespace": namespace, "key": "counter-lock", "counter": "counter", "iterations": iterations}
-    procs = [await workers.start(redis_url, "count", **args) for _ in range(count)]
+    procs = [await workers.start("count", **args) for _ in range(count)]
     for proc in procs:
         await proc.event("ready", timeout_s=15)
     for proc in procs:
@@ -157,12 +157,12 @@ async def test_lock_serialises_read_modify_write_across_processes(redis_url, wor
     await backend.cache.delete("counter")
 
 
-async def test_holder_past_its_ttl_cannot_release_the_next_holders_lock(redis_url, workers, backend, namespace):
+async def test_holder_past_its_ttl_cannot_release_the_next_holders_lock(workers, backend, namespace):
     common = {"namespace": namespace, "key": "job", "watchdog": False}
-    slow = await workers.start(redis_url, "hold", ttl=0.5, wait=0, hold=1.5, **common)
+    slow = await workers.start("hold", ttl=0.5, wait=0, hold=1.5, **common)
     await slow.event("waiting", timeout_s=15)
     slow_acquired = await slow.event("acquired")
-    fast = await workers.start(redis_url, "hold", ttl=5, wait=5, hold=1.5, **common)
+    fast = await workers.start("hold", ttl=5, wait=5, hold=1.5, **common)
     await fast.event("waiting", timeout_s=15)
     fast_acquired = await fast.event("acquired")
     slow_released = await slow.event("released")
@@ -176,13 +176,13 @@ async def test_holder_past_its_ttl_cannot_release_the_next_holders_lock(redis_ur
     assert fast_released["ok"] is True
 
 
-async def test_lock_of_a_killed_holder_frees_within_its_ttl(redis_url, workers, backend, namespace):
+async def test_lock_of_a_killed_holder_frees_within_its_ttl(workers, backend, namespace):
     ttl = 1.0
     common = {"namespace": namespace, "key": "job", "watchdog": True}
-    doomed = await workers.start(redis_url, "hold", ttl=ttl, wait=0, hold=60, **common)
+    doomed = await workers.start("hold", ttl=ttl, wait=0, hold=60, **common)
     await doomed.event("waiting", timeout_s=15)
     doomed_acquired = await doomed.event("acquired")
-    waiter = await workers.start(redis_url, "hold", ttl=5, wait=10, hold=0, **common)
+    waiter = await workers.start("hold", ttl=5, wait=10, hold=0, **common)
     await waiter.event("waiting", timeout_s=15)
 
     await asyncio.sleep(1.5 * ttl)  # the watchdog keeps the lock past its TTL while the holder lives
