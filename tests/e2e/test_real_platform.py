@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -102,18 +104,24 @@ async def _publish(bootstrap: str, *events) -> None:
         await bus.stop()
 
 
-def test_kafka_to_audit_sink_makes_exactly_one_row_even_when_delivered_twice(real_db, real_env, tmp_path):
-    bootstrap = real_setting("MEDFLOW_TEST_KAFKA_BOOTSTRAP")
+@contextmanager
+def audit_sink_behind_relay(env: dict[str, str], logs: Path, group: str, max_attempts: int):
+    """The audit sink started alone, fed from Kafka by the relay under a fresh consumer group."""
     port = free_port()
     sink_url = f"http://127.0.0.1:{port}"
-    group = unique("audit_sink_e2e_")
+    relay = [str(BIN / "medflow"), "relay", "--bootstrap", real_setting("MEDFLOW_TEST_KAFKA_BOOTSTRAP"),
+             "--max-attempts", str(max_attempts), "--route", f"{group}={sink_url}/=org.medflow.audit.*"]
+    with running(function_command("audit_sink", port), env, logs / "sink.log", f"{sink_url}/healthz"), \
+         running(relay, env, logs / "relay.log"):
+        yield
+
+
+def test_kafka_to_audit_sink_makes_exactly_one_row_even_when_delivered_twice(real_db, real_env, tmp_path):
+    bootstrap = real_setting("MEDFLOW_TEST_KAFKA_BOOTSTRAP")
     subject = unique("case-")
     twice = make_event(AUDIT_RECORDED, "/medflow/e2e", subject, {**AUDIT, "resource_id": subject})
     marker = make_event(AUDIT_RECORDED, "/medflow/e2e", subject, {**AUDIT, "resource_id": subject, "action": "record.marker"})
-    relay = [str(BIN / "medflow"), "relay", "--bootstrap", bootstrap, "--max-attempts", "2",
-             "--route", f"{group}={sink_url}/=org.medflow.audit.*"]
-    with running(function_command("audit_sink", port), real_env, tmp_path / "sink.log", f"{sink_url}/healthz"), \
-         running(relay, real_env, tmp_path / "relay.log"):
+    with audit_sink_behind_relay(real_env, tmp_path, unique("audit_sink_e2e_"), max_attempts=2):
         asyncio.run(_publish(bootstrap, twice, twice, marker))  # same subject: same partition, in order
         _wait_for(lambda: _audit_count(real_db, marker["id"]) == 1, what="the marker row")
         assert _audit_count(real_db, twice["id"]) == 1
@@ -123,13 +131,9 @@ def test_kafka_to_audit_sink_makes_exactly_one_row_even_when_delivered_twice(rea
 
 def test_an_event_that_can_never_succeed_is_dead_lettered_not_retried(real_db, real_env, tmp_path):
     bootstrap = real_setting("MEDFLOW_TEST_KAFKA_BOOTSTRAP")
-    port = free_port()
-    sink_url = f"http://127.0.0.1:{port}"
     group = unique("audit_sink_dlq_")
     subject = unique("case-")
     invalid = make_event(AUDIT_RECORDED, "/medflow/e2e", subject, {**AUDIT, "outcome": "perhaps"})
-    relay = [str(BIN / "medflow"), "relay", "--bootstrap", bootstrap, "--max-attempts", "3",
-             "--route", f"{group}={sink_url}/=org.medflow.audit.*"]
 
     async def dead_letters():
         from medflow.bus.kafka import KafkaEventBus
@@ -140,8 +144,7 @@ def test_an_event_that_can_never_succeed_is_dead_lettered_not_retried(real_db, r
         finally:
             await bus.stop()
 
-    with running(function_command("audit_sink", port), real_env, tmp_path / "sink.log", f"{sink_url}/healthz"), \
-         running(relay, real_env, tmp_path / "relay.log"):
+    with audit_sink_behind_relay(real_env, tmp_path, group, max_attempts=3):
         asyncio.run(_publish(bootstrap, invalid))
         found: list = []  # a new group reads the topic from the start: older runs' letters may be there too
 
