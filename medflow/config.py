@@ -57,6 +57,20 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024, le=1_073_741_824)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # Authentication: Ed25519 JWT keys (a JSON key set, see medflow/auth/keys.py), token lifetimes.
+    jwt_keys_file: Path | None = Field(None, description="Key set; unset = generated once into data_dir.")
+    jwt_issuer: str = "medflow"
+    access_token_ttl_s: int = Field(900, ge=60, le=3600)
+    refresh_token_ttl_s: int = Field(14 * 86400, ge=3600, le=90 * 86400)
+    # Argon2id cost; raising it makes every stored hash rehash at its owner's next login.
+    argon2_time_cost: int = Field(3, ge=1, le=20)
+    argon2_memory_kib: int = Field(65536, ge=8192, le=1048576)
+    argon2_parallelism: int = Field(2, ge=1, le=16)
+    # Login rate limits (per minute) and how many proxy hops to trust for the client address.
+    login_rate_per_account: int = Field(10, ge=1, le=1000)
+    login_rate_per_address: int = Field(30, ge=1, le=10000)
+    trusted_proxy_hops: int = Field(0, ge=0, le=5)
+
     # Event delivery (in-process bus and the Kafka relay share these rules).
     event_max_attempts: int = Field(5, ge=1, le=50)
     event_backoff_initial_s: float = Field(0.2, gt=0, le=60)

@@ -1,7 +1,7 @@
 """The authenticated caller and the authentication hook every function goes through.
 
-The accounts issue supplies a JWT authenticator; until then the platform's only
-authenticator accepts nobody, so every non-public operation answers 401.
+The platform authenticates with JWT access tokens (``medflow.auth.jwt_authenticator``);
+``NobodyAuthenticator`` is for processes that serve only public operations.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ class Principal:
     role: str                  # admin | doctor | patient
     institution_id: str
     department_id: str | None = None
+    token_id: str | None = None          # the access token's jti (logout denies it)
+    token_expires_at: int | None = None
 
 
 class Authenticator(Protocol):
@@ -46,8 +48,14 @@ class Access:
     def roles_(*roles: str) -> "Access":
         return Access(roles=frozenset(roles))
 
+    def allows(self, role: str | None) -> bool:
+        return self.public or (role is not None and role in self.roles)
+
     def describe(self) -> str:
         return "public" if self.public else ", ".join(sorted(self.roles))
 
 
 PUBLIC = Access.anyone()
+ADMIN = Access.roles_("admin")
+SIGNED_IN = Access.roles_("admin", "doctor", "patient")
+STAFF = Access.roles_("admin", "doctor")

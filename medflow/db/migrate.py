@@ -38,3 +38,14 @@ def current(url: str) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()
+
+
+def head() -> str:
+    from alembic.script import ScriptDirectory
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def previous(revision: str) -> str | None:
+    """The revision ``revision`` upgrades from."""
+    from alembic.script import ScriptDirectory
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_revision(revision).down_revision

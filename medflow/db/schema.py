@@ -90,3 +90,59 @@ audit_log = sa.Table(
     sa.Index(None, "resource_type", "resource_id", "occurred_at"),
     sa.Index(None, "actor_id", "occurred_at"),
 )
+
+# --- accounts: credentials, refresh tokens, login policy, login attempts ----------------
+
+credentials = sa.Table(
+    "credentials", metadata,
+    id_column("user_id", sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("password_changed_at", UTCDateTime, nullable=False),
+    sa.Column("must_change_password", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("failed_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_until", UTCDateTime, nullable=True),
+    sa.Column("last_login_at", UTCDateTime, nullable=True),
+)
+
+# Opaque refresh tokens, stored as SHA-256 of their secret. A family is one login's chain
+# of rotations; presenting a used token again revokes the whole family.
+refresh_tokens = sa.Table(
+    "refresh_tokens", metadata,
+    id_column(primary_key=True),
+    id_column("family_id", nullable=False),
+    id_column("user_id", sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("issued_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("used_at", UTCDateTime, nullable=True),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+    sa.Column("revoked_reason", sa.String(32), nullable=True),
+    sa.Index(None, "family_id"),
+    sa.Index(None, "user_id", "revoked_at"),
+)
+
+login_policies = sa.Table(
+    "login_policies", metadata,
+    id_column("institution_id", sa.ForeignKey("institutions.id"), primary_key=True),
+    sa.Column("min_length", sa.Integer, nullable=False),
+    sa.Column("require_upper", sa.Boolean, nullable=False),
+    sa.Column("require_lower", sa.Boolean, nullable=False),
+    sa.Column("require_digit", sa.Boolean, nullable=False),
+    sa.Column("require_symbol", sa.Boolean, nullable=False),
+    sa.Column("max_failed_attempts", sa.Integer, nullable=False),
+    sa.Column("lockout_s", sa.Integer, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    id_column("updated_by", nullable=True),
+)
+
+login_attempts = sa.Table(
+    "login_attempts", metadata,
+    id_column(primary_key=True),
+    id_column("institution_id", nullable=True),
+    id_column("user_id", nullable=True),
+    sa.Column("client_address", sa.String(64), nullable=True),
+    sa.Column("outcome", sa.String(24), nullable=False),
+    sa.Column("attempted_at", UTCDateTime, nullable=False),
+    sa.Index(None, "user_id", "attempted_at"),
+    sa.Index(None, "institution_id", "attempted_at"),
+)

@@ -36,8 +36,17 @@ def authorize(access: Access, principal: Principal | None) -> None:
         return
     if principal is None:
         raise unauthenticated()
-    if principal.role not in access.roles:
+    if not access.allows(principal.role):
         raise forbidden()
+
+
+def client_address(request: Request, trusted_hops: int) -> str | None:
+    """The caller's address: the socket peer, or the address ``trusted_hops`` proxies report."""
+    if trusted_hops:
+        forwarded = [part.strip() for part in request.headers.get("x-forwarded-for", "").split(",") if part.strip()]
+        if len(forwarded) >= trusted_hops:
+            return forwarded[-trusted_hops][:64]
+    return request.client.host if request.client else None
 
 
 def where(exc: BaseException) -> str:
@@ -98,7 +107,8 @@ class HttpRuntime:
         authorize(op.access, principal)
         query = self._query(op, request)
         body = await self._body(op, request, services.settings.max_body_bytes)
-        result = await op.handler(Call(services, principal, params, query, body, trace, request.headers))
+        address = client_address(request, services.settings.trusted_proxy_hops)
+        result = await op.handler(Call(services, principal, params, query, body, trace, request.headers, address))
         return self._respond(op, result)
 
     @staticmethod

@@ -45,6 +45,13 @@ class Call:
     body: Any
     trace: TraceContext
     headers: Mapping[str, str]
+    client_address: str | None = None
+
+    def caller(self) -> Principal:
+        """The authenticated caller (operations that are not public always have one)."""
+        if self.principal is None:
+            raise RuntimeError("no principal on a public operation")
+        return self.principal
 
 
 Handler = Callable[[Call], Awaitable[Any]]

@@ -26,9 +26,8 @@ def emit(**event):
     print(json.dumps(event), flush=True)
 
 async def count(backend, args):
-    """Wait for "go" on stdin, then increment a counter non-atomically under the lock."""
-    emit(event="ready")
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    """Increment a counter non-atomically under the lock (the test holds it until all are trying)."""
+    emit(event="trying")
     spans = []
     for _ in range(args["iterations"]):
         lock = await backend.locks.acquire(args["key"], ttl_s=5, wait_s=20)
@@ -78,7 +77,7 @@ class Worker:
         env = {**os.environ, "MEDFLOW_TEST_REDIS_URL": redis_url, "PYTHONPATH": str(REPO)}
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-c", WORKER, mode, json.dumps(args),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env=env, cwd=REPO,
         )
         return cls(process)
@@ -92,9 +91,6 @@ class Worker:
         event = json.loads(line)
         assert event["event"] == expected, event
         return event
-
-    def go(self) -> None:
-        self.process.stdin.write(b"go\n")
 
     async def stop(self) -> None:
         if self.process.returncode is None:
@@ -140,11 +136,12 @@ async def backend(namespace):
 async def test_lock_serialises_read_modify_write_across_processes(workers, backend, namespace, count):
     iterations = 20
     args = {"namespace": namespace, "key": "counter-lock", "counter": "counter", "iterations": iterations}
+    gate = await backend.locks.acquire("counter-lock", ttl_s=30)  # so that every worker starts contended
     procs = [await workers.start("count", **args) for _ in range(count)]
     for proc in procs:
-        await proc.event("ready", timeout_s=15)
-    for proc in procs:
-        proc.go()
+        await proc.event("trying", timeout_s=15)
+    await asyncio.sleep(0.1)
+    assert await gate.release()
     results = [await proc.event("done", timeout_s=20) for proc in procs]
 
     assert int(await backend.cache.get("counter")) == count * iterations  # no lost update

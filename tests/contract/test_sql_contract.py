@@ -30,11 +30,18 @@ def _institution(code: str = "H1", name: str = "Hospital") -> dict:
 
 def test_upgrade_head_on_empty_database_matches_the_declared_schema(empty_sql_url):
     migrate.upgrade(empty_sql_url)
-    assert migrate.current(empty_sql_url) == "0002"
+    assert migrate.current(empty_sql_url) == migrate.head()
     assert _schema_diff(empty_sql_url) == []
 
 
-def test_upgrade_from_previous_revision_keeps_existing_rows(empty_sql_url):
+def test_upgrade_from_the_previous_revision_matches_the_declared_schema(empty_sql_url):
+    migrate.upgrade(empty_sql_url, migrate.previous(migrate.head()))
+    migrate.upgrade(empty_sql_url)
+    assert migrate.current(empty_sql_url) == migrate.head()
+    assert _schema_diff(empty_sql_url) == []
+
+
+def test_upgrade_from_the_first_revision_keeps_existing_rows(empty_sql_url):
     migrate.upgrade(empty_sql_url, "0001")
     engine = sa.create_engine(sync_url(empty_sql_url))
     row = _institution("KEEP", "Kept Hospital")
@@ -50,8 +57,8 @@ def test_upgrade_from_previous_revision_keeps_existing_rows(empty_sql_url):
         tables = set(sa.inspect(conn).get_table_names())
     engine.dispose()
     assert names == ["Kept Hospital"]
-    assert {"users", "audit_log"} <= tables
-    assert migrate.current(empty_sql_url) == "0002"
+    assert {"users", "audit_log", "credentials", "refresh_tokens"} <= tables
+    assert migrate.current(empty_sql_url) == migrate.head()
 
 
 def test_downgrade_then_upgrade_again(empty_sql_url):
