@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections import defaultdict, deque
 from typing import AsyncIterator
 
 from medflow.cache.ports import RateDecision
-from medflow.cache.watchdog import start_watchdog
+from medflow.cache.locking import HeldLock, acquire_token
 
 
 class MemoryStore:
@@ -75,31 +74,19 @@ class MemoryCache:
         return self._store.ttl(key)
 
 
-class MemoryLock:
+class MemoryLock(HeldLock):
     def __init__(self, store: MemoryStore, key: str, token: str, ttl_s: float) -> None:
-        self._store, self.key, self.token, self._ttl_s = store, key, token, ttl_s
-        self._lost = False
-        self._watchdog: asyncio.Task | None = None
+        super().__init__(key, token, ttl_s)
+        self._store = store
 
-    @property
-    def lost(self) -> bool:
-        return self._lost
+    def _ours(self) -> bool:
+        return self._store.get(self.key) == self.token.encode()
 
-    def _mark_lost(self) -> None:
-        self._lost = True
+    async def _compare_and_expire(self) -> bool:
+        return self._ours() and self._store.expire(self.key, self._ttl_s)
 
-    async def renew(self) -> bool:
-        if self._store.get(self.key) != self.token.encode():
-            self._lost = True
-            return False
-        return self._store.expire(self.key, self._ttl_s)
-
-    async def release(self) -> bool:
-        if self._watchdog:
-            self._watchdog.cancel()
-        if self._store.get(self.key) != self.token.encode():
-            return False
-        return self._store.delete(self.key)
+    async def _compare_and_delete(self) -> bool:
+        return self._ours() and self._store.delete(self.key)
 
 
 class MemoryLocks:
@@ -107,18 +94,19 @@ class MemoryLocks:
         self._store = store
 
     async def acquire(self, key: str, ttl_s: float, *, wait_s: float = 0.0, watchdog: bool = True) -> MemoryLock | None:
-        token = secrets.token_hex(16)
-        deadline = time.monotonic() + wait_s
-        while True:
-            if self._store.get(key) is None:
-                self._store.set(key, token.encode(), ttl_s)
-                lock = MemoryLock(self._store, key, token, ttl_s)
-                if watchdog:
-                    lock._watchdog = start_watchdog(key, ttl_s, lock.renew, lock._mark_lost)
-                return lock
-            if time.monotonic() >= deadline:
-                return None
-            await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        async def try_set(token: str) -> bool:
+            if self._store.get(key) is not None:
+                return False
+            self._store.set(key, token.encode(), ttl_s)
+            return True
+
+        token = await acquire_token(try_set, wait_s)
+        if token is None:
+            return None
+        lock = MemoryLock(self._store, key, token, ttl_s)
+        if watchdog:
+            lock.watch()
+        return lock
 
     async def holder(self, key: str) -> str | None:
         value = self._store.get(key)

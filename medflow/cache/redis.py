@@ -21,13 +21,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from medflow.cache.ports import RateDecision
-from medflow.cache.watchdog import start_watchdog
+from medflow.cache.locking import HeldLock, acquire_token
 from medflow.errors import TransientError
 
 POOL_TIMEOUT_S = 5.0  # how long a caller waits for a free pooled connection
 SOCKET_TIMEOUT_S = 5.0  # how long one command may take before it counts as a failure
 SUBSCRIBE_CONFIRM_S = 5.0
-LOCK_RETRY_S = 0.05
 READ_POLL_S = 1.0  # an idle subscription re-checks its state this often
 
 # Compare-and-delete: only the holder's token may release the lock.
@@ -127,29 +126,17 @@ class RedisCache:
         return None if millis < 0 else millis / 1000.0  # -2: absent, -1: no expiry
 
 
-class RedisLock:
+class RedisLock(HeldLock):
     def __init__(self, locks: "RedisLocks", key: str, token: str, ttl_s: float) -> None:
-        self._locks, self.key, self.token, self._ttl_s = locks, key, token, ttl_s
-        self._lost = False
-        self._watchdog: asyncio.Task | None = None
+        super().__init__(key, token, ttl_s)
+        self._locks = locks
 
-    @property
-    def lost(self) -> bool:
-        return self._lost
-
-    def _mark_lost(self) -> None:
-        self._lost = True
-
-    async def renew(self) -> bool:
+    async def _compare_and_expire(self) -> bool:
         with transient_errors():
-            renewed = await self._locks.renew_script(keys=[self._locks.keys.key(self.key)], args=[self.token, _px(self._ttl_s)])
-        if not renewed:
-            self._lost = True
-        return bool(renewed)
+            return bool(await self._locks.renew_script(keys=[self._locks.keys.key(self.key)],
+                                                       args=[self.token, _px(self._ttl_s)]))
 
-    async def release(self) -> bool:
-        if self._watchdog:
-            self._watchdog.cancel()
+    async def _compare_and_delete(self) -> bool:
         with transient_errors():
             return bool(await self._locks.release_script(keys=[self._locks.keys.key(self.key)], args=[self.token]))
 
@@ -164,23 +151,18 @@ class RedisLocks:
         self._watchdogs: set[asyncio.Task] = set()
 
     async def acquire(self, key: str, ttl_s: float, *, wait_s: float = 0.0, watchdog: bool = True) -> RedisLock | None:
-        token = secrets.token_hex(16)
-        deadline = time.monotonic() + wait_s
-        while True:
+        async def try_set(token: str) -> bool:
             with transient_errors():
-                acquired = await self._client.set(self.keys.key(key), token, px=_px(ttl_s), nx=True)
-            if acquired:
-                return self._held(key, token, ttl_s, watchdog)
-            if time.monotonic() >= deadline:
-                return None
-            await asyncio.sleep(min(LOCK_RETRY_S, max(0.0, deadline - time.monotonic())))
+                return bool(await self._client.set(self.keys.key(key), token, px=_px(ttl_s), nx=True))
 
-    def _held(self, key: str, token: str, ttl_s: float, watchdog: bool) -> RedisLock:
+        token = await acquire_token(try_set, wait_s)
+        if token is None:
+            return None
         lock = RedisLock(self, key, token, ttl_s)
         if watchdog:
-            lock._watchdog = start_watchdog(key, ttl_s, lock.renew, lock._mark_lost)
-            self._watchdogs.add(lock._watchdog)
-            lock._watchdog.add_done_callback(self._watchdogs.discard)
+            task = lock.watch()
+            self._watchdogs.add(task)
+            task.add_done_callback(self._watchdogs.discard)
         return lock
 
     async def holder(self, key: str) -> str | None:
