@@ -10,7 +10,10 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medflow.auth.principal import Authenticator, NobodyAuthenticator
+from medflow.auth.jwt_authenticator import JwtAuthenticator
+from medflow.auth.keys import KeySet, load_or_create
+from medflow.auth.passwords import Hasher
+from medflow.auth.principal import Authenticator
 from medflow.bus.catalogue import Catalogue, catalogue
 from medflow.bus.ports import DeliveryPolicy, EventBus
 from medflow.cache.ports import CacheBackend
@@ -27,7 +30,17 @@ class Services:
     bus: EventBus
     objects: ObjectStore
     catalogue: Catalogue
-    authenticator: Authenticator = field(default_factory=NobodyAuthenticator)
+    keys: KeySet
+    authenticator: Authenticator
+    _hasher: Hasher | None = field(default=None, repr=False)
+
+    @property
+    def hasher(self) -> Hasher:
+        """Argon2id with the configured cost (built on first use: it hashes once to warm up)."""
+        if self._hasher is None:
+            s = self.settings
+            self._hasher = Hasher(s.argon2_time_cost, s.argon2_memory_kib, s.argon2_parallelism)
+        return self._hasher
 
     async def health(self) -> dict[str, bool]:
         """Each dependency's reachability, for /healthz."""
@@ -91,15 +104,24 @@ def build_objects(settings: Settings) -> ObjectStore:
     return LocalObjectStore(Path(settings.data_dir) / "objects", _signing_key(settings), settings.public_base_url)
 
 
+def build_keys(settings: Settings) -> KeySet:
+    """The JWT key set: the mounted file in the cluster, one made once under data_dir embedded."""
+    return load_or_create(settings.jwt_keys_file or Path(settings.data_dir) / "jwt-keys.json")
+
+
 def build_services(settings: Settings | None = None) -> Services:
     """Every adapter, chosen by configuration alone."""
     settings = settings or load_settings()
     events = catalogue()
+    cache = build_cache(settings)
+    keys = build_keys(settings)
     return Services(
         settings=settings,
         db=Database(settings.resolved_database_url(), pool_size=settings.database_pool_size, echo=settings.database_echo),
-        cache=build_cache(settings),
+        cache=cache,
         bus=build_bus(settings, events),
         objects=build_objects(settings),
         catalogue=events,
+        keys=keys,
+        authenticator=JwtAuthenticator(keys, cache.cache, settings.jwt_issuer),
     )

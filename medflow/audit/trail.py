@@ -76,3 +76,13 @@ async def count_for_event(db: Database, event_id: str) -> int:
     async with db.connect() as conn:
         return (await conn.execute(sa.select(sa.func.count()).select_from(audit_log)
                                    .where(audit_log.c.event_id == event_id))).scalar_one()
+
+
+async def audit(bus: EventBus, catalogue: Catalogue, *, source: str, action: str, resource_type: str, outcome: str,
+                actor_id: str | None = None, actor_role: str | None = None, institution_id: str | None = None,
+                resource_id: str | None = None, details: dict[str, Any] | None = None) -> str:
+    """Record an action in the audit trail (through the bus, now)."""
+    entry = AuditEntry(action=action, resource_type=resource_type, outcome=outcome, occurred_at=utcnow(),
+                       resource_id=resource_id, institution_id=institution_id, actor_id=actor_id,
+                       actor_role=actor_role, details=details)
+    return await emit(bus, catalogue, entry, source)
