@@ -177,3 +177,50 @@ async def embedded_services(tmp_path):
     await services.objects.ensure_buckets()
     yield services
     await services.close()
+
+
+# --- The one-process platform in-process (ASGI), on embedded or real adapters -----------
+
+def settings_for_tests(data_dir: Path, **overrides):
+    """Settings for tests: cheap Argon2 so suites stay fast (production cost is the default)."""
+    from medflow.config import Settings
+    values = {"data_dir": data_dir, "argon2_time_cost": 1, "argon2_memory_kib": 8192, "argon2_parallelism": 1,
+              "event_backoff_initial_s": 0.01, "event_backoff_max_s": 0.05}
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(params=["embedded", "real"])
+async def platform(request, tmp_path):
+    """The one-process server (every function, in-process event delivery, demo data) behind an
+    httpx client, on the embedded adapters or on the real servers. ``platform.services`` is
+    the server's composition root; ``platform.kind`` says which."""
+    import httpx
+    from medflow.bootstrap import build_services
+    from medflow.db import migrate
+    from medflow.demo import seed_institutions
+    from medflow.runtime.server import create_app
+
+    mysql_url = None
+    if request.param == "embedded":
+        settings = settings_for_tests(tmp_path / "data")
+    else:
+        mysql_url = create_mysql_database()
+        env = real_settings_env(mysql_url, unique("p"))
+        settings = settings_for_tests(tmp_path / "data", database_url=mysql_url, redis_url=env["MEDFLOW_REDIS_URL"],
+                                 kafka_bootstrap=env["MEDFLOW_KAFKA_BOOTSTRAP"], s3_endpoint=env["MEDFLOW_S3_ENDPOINT"],
+                                 s3_access_key=env["MEDFLOW_S3_ACCESS_KEY"], s3_secret_key=env["MEDFLOW_S3_SECRET_KEY"],
+                                 s3_bucket_prefix=env["MEDFLOW_S3_BUCKET_PREFIX"], kafka_client_id=unique("c"))
+    migrate.upgrade(settings.resolved_database_url())
+    services = build_services(settings)
+    app = create_app(services, on_start=seed_institutions)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://medflow") as client:
+                client.services = services
+                client.kind = request.param
+                yield client
+    finally:
+        if mysql_url:
+            drop_mysql_database(mysql_url)

@@ -132,14 +132,14 @@ async def change_password(call: Call) -> None:
     await sessions.change_password(call.services, call.caller(), call.body.current_password, call.body.new_password)
 
 
-@spec.operation("GET", "/me", access=SIGNED_IN, response=UserOut, summary="Your account")
+@spec.operation("GET", "/me", access=SIGNED_IN, response=UserOut, errors=(404,), summary="Your account")
 async def get_me(call: Call) -> UserOut:
     """The caller's own account and profile."""
     me = call.caller()
     return UserOut.of(await require_user(call.services.db, me.institution_id, me.user_id))
 
 
-@spec.operation("PATCH", "/me", access=SIGNED_IN, body=ProfileIn, response=UserOut, errors=(409,),
+@spec.operation("PATCH", "/me", access=SIGNED_IN, body=ProfileIn, response=UserOut, errors=(404, 409),
                 summary="Edit your profile")
 async def update_me(call: Call) -> UserOut:
     """Display name, contact details and free profile fields; role, status and department
