@@ -19,7 +19,7 @@ from medflow.auth.revocation import deny_token, revoke_user_tokens
 from medflow.auth.tokens import (compose_refresh_token, hash_secret, issue_access_token, new_refresh_secret,
                                  secret_matches, split_refresh_token)
 from medflow.db.schema import credentials, institutions, login_attempts, refresh_tokens, users
-from medflow.errors import FieldError, Problem, forbidden, rate_limited, validation_failed
+from medflow.errors import FieldError, Problem, rate_limited, validation_failed
 from medflow.ids import new_id, utcnow
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ async def login(services: "Services", institution_code: str, username: str, pass
         raise invalid_credentials()
     if row["status"] != "active":
         await _record_attempt(services, row["institution_id"], row["id"], address, "disabled")
-        raise forbidden("This account is disabled; ask your institution's administrator.")
+        raise Problem(403, "account-disabled", "This account is disabled; ask your institution's administrator.")
     changes: dict = {"failed_attempts": 0, "locked_until": None, "last_login_at": now}
     if hasher.needs_rehash(row["password_hash"]):
         changes["password_hash"] = await asyncio.to_thread(hasher.hash, password)
