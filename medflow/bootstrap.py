@@ -14,7 +14,7 @@ from medflow.auth.jwt_authenticator import JwtAuthenticator
 from medflow.auth.keys import KeySet, load_or_create
 from medflow.auth.passwords import Hasher
 from medflow.auth.principal import Authenticator
-from medflow.bus.catalogue import Catalogue, catalogue
+from medflow.bus.catalogue import Catalogue
 from medflow.bus.ports import DeliveryPolicy, EventBus
 from medflow.cache.ports import CacheBackend
 from medflow.config import Settings, load_settings
@@ -112,7 +112,7 @@ def build_keys(settings: Settings) -> KeySet:
 def build_services(settings: Settings | None = None) -> Services:
     """Every adapter, chosen by configuration alone."""
     settings = settings or load_settings()
-    events = catalogue()
+    events = Catalogue(namespace=settings.kafka_namespace)
     cache = build_cache(settings)
     keys = build_keys(settings)
     return Services(

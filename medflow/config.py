@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     # Kafka for events; unset = in-process bus.
     kafka_bootstrap: str | None = None
     kafka_client_id: str = "medflow"
+    kafka_namespace: str = Field("", pattern=r"^[a-z0-9_-]{0,40}$",
+                                 description="Prefix of topics and consumer groups (environments sharing a cluster).")
 
     # S3-compatible object store; unset = a local folder.
     s3_endpoint: str | None = None

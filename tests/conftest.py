@@ -161,6 +161,7 @@ def real_settings_env(database_url: str, bucket_prefix: str) -> dict[str, str]:
         "MEDFLOW_S3_SECRET_KEY": real_setting("MEDFLOW_TEST_S3_SECRET_KEY"),
         "MEDFLOW_S3_REGION": os.environ.get("MEDFLOW_TEST_S3_REGION", "us-east-1"),
         "MEDFLOW_S3_BUCKET_PREFIX": bucket_prefix,
+        "MEDFLOW_KAFKA_NAMESPACE": bucket_prefix,  # own topics and consumer groups: no other run's backlog
     }
 
 
@@ -210,7 +211,8 @@ async def platform(request, tmp_path):
         settings = settings_for_tests(tmp_path / "data", database_url=mysql_url, redis_url=env["MEDFLOW_REDIS_URL"],
                                  kafka_bootstrap=env["MEDFLOW_KAFKA_BOOTSTRAP"], s3_endpoint=env["MEDFLOW_S3_ENDPOINT"],
                                  s3_access_key=env["MEDFLOW_S3_ACCESS_KEY"], s3_secret_key=env["MEDFLOW_S3_SECRET_KEY"],
-                                 s3_bucket_prefix=env["MEDFLOW_S3_BUCKET_PREFIX"], kafka_client_id=unique("c"))
+                                 s3_bucket_prefix=env["MEDFLOW_S3_BUCKET_PREFIX"],
+                                 kafka_namespace=env["MEDFLOW_KAFKA_NAMESPACE"])
     migrate.upgrade(settings.resolved_database_url())
     services = build_services(settings)
     app = create_app(services, on_start=seed_institutions)

@@ -37,8 +37,12 @@ class Consumer:
 
 
 class Catalogue:
-    def __init__(self, directory: Path = CATALOGUE_DIR) -> None:
+    """The catalogue, optionally under a namespace: a prefix on every topic and consumer group,
+    so several environments (or test runs) can share one Kafka cluster."""
+
+    def __init__(self, directory: Path = CATALOGUE_DIR, namespace: str = "") -> None:
         self.directory = directory
+        self.namespace = f"{namespace}." if namespace else ""
         self.raw: dict[str, Any] = yaml.safe_load((directory / "catalogue.yaml").read_text())
 
     @property
@@ -47,7 +51,7 @@ class Catalogue:
 
     def topic_for(self, event_type: str) -> str:
         try:
-            return self.raw["events"][event_type]["topic"]
+            return self.namespace + self.raw["events"][event_type]["topic"]
         except KeyError:
             raise UnknownEventType(f"event type {event_type} is not in the catalogue") from None
 
@@ -56,11 +60,13 @@ class Catalogue:
         return sorted({self.topic_for(t) for t in self.event_types if matches(patterns, t)})
 
     def dead_letter_topic(self, group: str) -> str:
-        return self.raw["defaults"]["dead_letter_topic"].format(group=group)
+        """The dead-letter topic of a consumer group (``group`` as the bus knows it)."""
+        return self.namespace + self.raw["defaults"]["dead_letter_topic"].format(group=group.removeprefix(self.namespace))
 
     @property
     def consumers(self) -> list[Consumer]:
-        return [Consumer(group, c["function"], tuple(c["accepts"])) for group, c in self.raw["consumers"].items()]
+        return [Consumer(self.namespace + group, c["function"], tuple(c["accepts"]))
+                for group, c in self.raw["consumers"].items()]
 
     @cached_property
     def _validators(self) -> dict[str, Draft202012Validator]:
@@ -79,15 +85,3 @@ class Catalogue:
 
     def schema(self, event_type: str) -> dict[str, Any]:
         return self._validators[event_type].schema
-
-
-_default: Catalogue | None = None
-
-
-def catalogue() -> Catalogue:
-    global _default
-    if _default is None:
-        _default = Catalogue()
-    return _default
-
-

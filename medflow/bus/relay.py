@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 import httpx
 from cloudevents.http import CloudEvent
 
-from medflow.bus.catalogue import catalogue
+from medflow.bus.catalogue import Catalogue
 from medflow.bus.events import to_http
 from medflow.bus.kafka import KafkaEventBus
 from medflow.bus.ports import DeliveryPolicy
@@ -99,14 +99,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="group=url=type1,type2 (repeatable; types may end with *)")
     parser.add_argument("--max-attempts", type=int, default=DeliveryPolicy.max_attempts)
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP delivery")
+    parser.add_argument("--namespace", default="", help="prefix of topics and groups (MEDFLOW_KAFKA_NAMESPACE)")
     args = parser.parse_args(argv)
     from medflow.runtime.logs import configure_logging
     configure_logging("INFO")
     logging.getLogger("kafka").setLevel(logging.WARNING)
-    events = catalogue()  # topics and dead-letter topics as events/catalogue.yaml declares them
+    events = Catalogue(namespace=args.namespace)  # topics and dead-letter topics as events/catalogue.yaml declares them
     bus = KafkaEventBus(args.bootstrap, topic_for=events.topic_for, dead_letter_topic_for=events.dead_letter_topic,
                         default_policy=DeliveryPolicy(max_attempts=args.max_attempts), client_id="medflow-relay")
-    asyncio.run(_run_until_signalled(bus, args.route, args.timeout, events.topics_for))
+    routes = [(events.namespace + group, types, url) for group, types, url in args.route]
+    asyncio.run(_run_until_signalled(bus, routes, args.timeout, events.topics_for))
 
 
 async def _run_until_signalled(bus: KafkaEventBus, routes: Sequence[Route], timeout_s: float,

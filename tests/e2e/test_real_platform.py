@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from conftest import create_mysql_database, drop_mysql_database, real_setting, real_settings_env, unique
 from support_processes import BIN, free_port, function_command, running, serve_command
 from medflow.audit.trail import AUDIT_RECORDED
-from medflow.bus.catalogue import catalogue
+from medflow.bus.catalogue import Catalogue
 from medflow.bus.events import make_event
 from medflow.db import migrate
 from medflow.db.engine import sync_url
@@ -93,9 +93,9 @@ def test_a_function_started_alone_serves_from_mariadb_and_redis(real_db, real_en
         assert httpx.get(f"{base}/openapi.json").json()["paths"].keys() >= {"/institutions"}
 
 
-async def _publish(bootstrap: str, *events) -> None:
+async def _publish(bootstrap: str, namespace: str, *events) -> None:
     from medflow.bus.kafka import KafkaEventBus
-    events_catalogue = catalogue()
+    events_catalogue = Catalogue(namespace=namespace)
     bus = KafkaEventBus(bootstrap, topic_for=events_catalogue.topic_for, dead_letter_topic_for=events_catalogue.dead_letter_topic)
     try:
         for event in events:
@@ -110,7 +110,8 @@ def audit_sink_behind_relay(env: dict[str, str], logs: Path, group: str, max_att
     port = free_port()
     sink_url = f"http://127.0.0.1:{port}"
     relay = [str(BIN / "medflow"), "relay", "--bootstrap", real_setting("MEDFLOW_TEST_KAFKA_BOOTSTRAP"),
-             "--max-attempts", str(max_attempts), "--route", f"{group}={sink_url}/=org.medflow.audit.*"]
+             "--namespace", env["MEDFLOW_KAFKA_NAMESPACE"], "--max-attempts", str(max_attempts),
+             "--route", f"{group}={sink_url}/=org.medflow.audit.*"]
     with running(function_command("audit_sink", port), env, logs / "sink.log", f"{sink_url}/healthz"), \
          running(relay, env, logs / "relay.log"):
         yield
@@ -122,7 +123,7 @@ def test_kafka_to_audit_sink_makes_exactly_one_row_even_when_delivered_twice(rea
     twice = make_event(AUDIT_RECORDED, "/medflow/e2e", subject, {**AUDIT, "resource_id": subject})
     marker = make_event(AUDIT_RECORDED, "/medflow/e2e", subject, {**AUDIT, "resource_id": subject, "action": "record.marker"})
     with audit_sink_behind_relay(real_env, tmp_path, unique("audit_sink_e2e_"), max_attempts=2):
-        asyncio.run(_publish(bootstrap, twice, twice, marker))  # same subject: same partition, in order
+        asyncio.run(_publish(bootstrap, real_env["MEDFLOW_KAFKA_NAMESPACE"], twice, twice, marker))  # same subject: same partition, in order
         _wait_for(lambda: _audit_count(real_db, marker["id"]) == 1, what="the marker row")
         assert _audit_count(real_db, twice["id"]) == 1
     sink_log = (tmp_path / "sink.log").read_text()
@@ -137,15 +138,15 @@ def test_an_event_that_can_never_succeed_is_dead_lettered_not_retried(real_db, r
 
     async def dead_letters():
         from medflow.bus.kafka import KafkaEventBus
-        c = catalogue()
+        c = Catalogue(namespace=real_env["MEDFLOW_KAFKA_NAMESPACE"])
         bus = KafkaEventBus(bootstrap, topic_for=c.topic_for, dead_letter_topic_for=c.dead_letter_topic)
         try:
-            return await bus.dead_letters(group)
+            return await bus.dead_letters(c.namespace + group)
         finally:
             await bus.stop()
 
     with audit_sink_behind_relay(real_env, tmp_path, group, max_attempts=3):
-        asyncio.run(_publish(bootstrap, invalid))
+        asyncio.run(_publish(bootstrap, real_env["MEDFLOW_KAFKA_NAMESPACE"], invalid))
         found: list = []  # a new group reads the topic from the start: older runs' letters may be there too
 
         def ours() -> bool:
@@ -162,7 +163,8 @@ def test_an_event_that_can_never_succeed_is_dead_lettered_not_retried(real_db, r
 
 def test_the_one_process_server_runs_on_the_real_servers_by_configuration_alone(real_env, tmp_path):
     db_url = create_mysql_database()
-    env = {**real_env, "MEDFLOW_DATABASE_URL": db_url, "MEDFLOW_DATA_DIR": str(tmp_path / "data")}
+    env = {**real_env, "MEDFLOW_DATABASE_URL": db_url, "MEDFLOW_DATA_DIR": str(tmp_path / "data"),
+           "MEDFLOW_KAFKA_NAMESPACE": unique("srv")}
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     try:
