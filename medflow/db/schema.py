@@ -146,3 +146,159 @@ login_attempts = sa.Table(
     sa.Index(None, "user_id", "attempted_at"),
     sa.Index(None, "institution_id", "attempted_at"),
 )
+
+# --- clinical records: master patient index, patients, cases, items, versions, annotations --
+
+PATIENT_SEXES = ("female", "male", "other", "unknown")
+CASE_STATUSES = ("draft", "final", "amended")
+ANNOTATION_STATUSES = ("none", "in_progress", "annotated", "reviewed")
+QUALITY_LABELS = ("unchecked", "good", "incomplete", "poor")
+ITEM_KINDS = ("report", "lab_panel", "vitals", "imaging_study")
+
+# One row per real person across the group; patients of several institutions point to it.
+persons = sa.Table(
+    "persons", metadata,
+    id_column(primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+patients = sa.Table(
+    "patients", metadata,
+    id_column(primary_key=True),
+    id_column("institution_id", sa.ForeignKey("institutions.id"), nullable=False),
+    id_column("person_id", sa.ForeignKey("persons.id"), nullable=False),
+    sa.Column("mrn", sa.String(64), nullable=False),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("sex", sa.String(8), nullable=False, server_default="unknown"),
+    sa.Column("birth_date", sa.Date, nullable=True),
+    id_column("user_id", sa.ForeignKey("users.id"), nullable=True),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("deleted_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("institution_id", "mrn"),
+    sa.Index(None, "person_id"),
+    sa.Index(None, "institution_id", "display_name", "id"),
+    sa.Index(None, "user_id"),
+)
+
+# Every identifier a person is known under (an MRN of each hospital, a national id, ...).
+patient_identifiers = sa.Table(
+    "patient_identifiers", metadata,
+    id_column(primary_key=True),
+    id_column("person_id", sa.ForeignKey("persons.id"), nullable=False),
+    id_column("patient_id", sa.ForeignKey("patients.id"), nullable=True),
+    sa.Column("system", sa.String(64), nullable=False),
+    sa.Column("value", sa.String(128), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("system", "value"),
+    sa.Index(None, "person_id"),
+)
+
+cases = sa.Table(
+    "cases", metadata,
+    id_column(primary_key=True),
+    id_column("institution_id", sa.ForeignKey("institutions.id"), nullable=False),
+    id_column("patient_id", sa.ForeignKey("patients.id"), nullable=False),
+    sa.Column("exam_type", sa.String(32), nullable=False),
+    sa.Column("modality", sa.String(16), nullable=False),
+    sa.Column("exam_time", UTCDateTime, nullable=False),
+    id_column("department_id", sa.ForeignKey("departments.id"), nullable=True),
+    id_column("doctor_id", sa.ForeignKey("users.id"), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default="draft"),
+    sa.Column("annotation_status", sa.String(16), nullable=False, server_default="none"),
+    sa.Column("quality_label", sa.String(16), nullable=False, server_default="unchecked"),
+    sa.Column("title", sa.String(200), nullable=False, server_default=""),
+    sa.Column("diagnosis_codes", sa.JSON, nullable=True),
+    sa.Column("released_summary", sa.Text, nullable=True),
+    sa.Column("released_at", UTCDateTime, nullable=True),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    id_column("created_by", nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("deleted_at", UTCDateTime, nullable=True),
+    # Search indexes by the leftmost-prefix rule: institution, one equality filter, then the
+    # keyset order (exam_time, id).
+    sa.Index(None, "institution_id", "exam_time", "id"),
+    sa.Index(None, "institution_id", "patient_id", "exam_time", "id"),
+    sa.Index(None, "institution_id", "doctor_id", "exam_time", "id"),
+    sa.Index(None, "institution_id", "department_id", "exam_time", "id"),
+    sa.Index(None, "institution_id", "modality", "exam_time", "id"),
+    sa.Index(None, "institution_id", "exam_type", "exam_time", "id"),
+    sa.Index(None, "institution_id", "annotation_status", "exam_time", "id"),
+    sa.Index(None, "institution_id", "quality_label", "exam_time", "id"),
+)
+
+# Diagnosis codes of a case, one row each, for search by diagnosis.
+case_diagnoses = sa.Table(
+    "case_diagnoses", metadata,
+    id_column("case_id", sa.ForeignKey("cases.id"), primary_key=True),
+    sa.Column("code", sa.String(16), primary_key=True),
+    id_column("institution_id", nullable=False),
+    sa.Column("exam_time", UTCDateTime, nullable=False),
+    sa.Index(None, "institution_id", "code", "exam_time", "case_id"),
+)
+
+case_items = sa.Table(
+    "case_items", metadata,
+    id_column(primary_key=True),
+    id_column("case_id", sa.ForeignKey("cases.id"), nullable=False),
+    id_column("institution_id", nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("title", sa.String(200), nullable=False, server_default=""),
+    sa.Column("content", sa.JSON, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    id_column("created_by", nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("deleted_at", UTCDateTime, nullable=True),
+    sa.Index(None, "case_id", "kind", "id"),
+)
+
+# The previous values of every edited record: who, when, why, and what it was before.
+record_versions = sa.Table(
+    "record_versions", metadata,
+    id_column(primary_key=True),
+    id_column("institution_id", nullable=False),
+    sa.Column("entity_type", sa.String(16), nullable=False),
+    id_column("entity_id", nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    id_column("changed_by", nullable=True),
+    sa.Column("changed_at", UTCDateTime, nullable=False),
+    sa.Column("reason", sa.String(500), nullable=True),
+    sa.Column("old_values", sa.JSON, nullable=False),
+    sa.UniqueConstraint("entity_type", "entity_id", "version"),
+)
+
+annotations = sa.Table(
+    "annotations", metadata,
+    id_column(primary_key=True),
+    id_column("institution_id", nullable=False),
+    id_column("case_id", sa.ForeignKey("cases.id"), nullable=False),
+    id_column("item_id", sa.ForeignKey("case_items.id"), nullable=True),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("label", sa.String(100), nullable=False),
+    sa.Column("shape", sa.String(16), nullable=True),
+    sa.Column("coordinates", sa.JSON, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default="draft"),
+    id_column("author_id", nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("deleted_at", UTCDateTime, nullable=True),
+    sa.Index(None, "case_id", "id"),
+)
+
+announcements = sa.Table(
+    "announcements", metadata,
+    id_column(primary_key=True),
+    id_column("institution_id", sa.ForeignKey("institutions.id"), nullable=False),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("audience", sa.String(16), nullable=False, server_default="all"),
+    id_column("author_id", nullable=False),
+    sa.Column("published_at", UTCDateTime, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("deleted_at", UTCDateTime, nullable=True),
+    sa.Index(None, "institution_id", "published_at", "id"),
+)
