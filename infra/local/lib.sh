@@ -23,15 +23,18 @@ CACHE_DIR="${MEDFLOW_CACHE_DIR:-${HOME:?HOME is not set}/.cache/medflow}"
 BIND_HOST=127.0.0.1
 
 # Fixed loopback ports and names (also used by up.sh to write env.sh).
+# MEDFLOW_INFRA_PORT_OFFSET shifts every port, so a second checkout (a benchmark of the
+# test command in a fresh clone, say) can run its own servers beside this one's.
 SERVICES=(mariadb redis kafka minio)
-MARIADB_PORT=33306
+PORT_OFFSET="${MEDFLOW_INFRA_PORT_OFFSET:-0}"
+MARIADB_PORT=$((33306 + PORT_OFFSET))
 MARIADB_DATABASE=medflow
 MARIADB_USER=medflow
-REDIS_PORT=36379
-KAFKA_PORT=39092
-KAFKA_CONTROLLER_PORT=39093
-MINIO_PORT=39000
-MINIO_CONSOLE_PORT=39001
+REDIS_PORT=$((36379 + PORT_OFFSET))
+KAFKA_PORT=$((39092 + PORT_OFFSET))
+KAFKA_CONTROLLER_PORT=$((39093 + PORT_OFFSET))
+MINIO_PORT=$((39000 + PORT_OFFSET))
+MINIO_CONSOLE_PORT=$((39001 + PORT_OFFSET))
 MINIO_ACCESS_KEY=medflow
 MINIO_REGION=us-east-1
 
