@@ -7,7 +7,10 @@ and a human ``detail``. Details never carry patient data, SQL or stack traces.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 PROBLEM_BASE = "https://medflow.dev/problems/"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -51,6 +54,15 @@ class Problem(Exception):
         if self.errors:
             body["errors"] = [{"loc": e.loc, "msg": e.msg, "type": e.type} for e in self.errors]
         return body
+
+
+def field_errors(exc: "ValidationError", prefix: str) -> list[FieldError]:
+    """A pydantic error as field errors: where and what, never the rejected value."""
+    result = []
+    for err in exc.errors(include_input=False, include_url=False, include_context=False):
+        loc = ".".join(str(p) for p in (prefix, *err["loc"]))
+        result.append(FieldError(loc=loc, msg=err["msg"], type=err["type"]))
+    return result
 
 
 def bad_request(detail: str, code: str = "bad-request") -> Problem:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -191,11 +192,11 @@ def settings_for_tests(data_dir: Path, **overrides):
     return Settings(**values)
 
 
-@pytest.fixture(params=["embedded", "real"])
-async def platform(request, tmp_path):
-    """The one-process server (every function, in-process event delivery, demo data) behind an
-    httpx client, on the embedded adapters or on the real servers. ``platform.services`` is
-    the server's composition root; ``platform.kind`` says which."""
+@asynccontextmanager
+async def running_platform(kind: str, tmp_path: Path):
+    """The one-process server (every function, in-process event delivery, demo institutions)
+    behind an httpx client, on the embedded adapters or on the real servers.
+    ``client.services`` is the server's composition root; ``client.kind`` says which."""
     import httpx
     from medflow.bootstrap import build_services
     from medflow.db import migrate
@@ -203,16 +204,16 @@ async def platform(request, tmp_path):
     from medflow.runtime.server import create_app
 
     mysql_url = None
-    if request.param == "embedded":
+    if kind == "embedded":
         settings = settings_for_tests(tmp_path / "data")
     else:
         mysql_url = create_mysql_database()
         env = real_settings_env(mysql_url, unique("p"))
         settings = settings_for_tests(tmp_path / "data", database_url=mysql_url, redis_url=env["MEDFLOW_REDIS_URL"],
-                                 kafka_bootstrap=env["MEDFLOW_KAFKA_BOOTSTRAP"], s3_endpoint=env["MEDFLOW_S3_ENDPOINT"],
-                                 s3_access_key=env["MEDFLOW_S3_ACCESS_KEY"], s3_secret_key=env["MEDFLOW_S3_SECRET_KEY"],
-                                 s3_bucket_prefix=env["MEDFLOW_S3_BUCKET_PREFIX"],
-                                 kafka_namespace=env["MEDFLOW_KAFKA_NAMESPACE"])
+                                      kafka_bootstrap=env["MEDFLOW_KAFKA_BOOTSTRAP"], s3_endpoint=env["MEDFLOW_S3_ENDPOINT"],
+                                      s3_access_key=env["MEDFLOW_S3_ACCESS_KEY"], s3_secret_key=env["MEDFLOW_S3_SECRET_KEY"],
+                                      s3_bucket_prefix=env["MEDFLOW_S3_BUCKET_PREFIX"],
+                                      kafka_namespace=env["MEDFLOW_KAFKA_NAMESPACE"])
     migrate.upgrade(settings.resolved_database_url())
     services = build_services(settings)
     app = create_app(services, on_start=seed_institutions)
@@ -221,8 +222,15 @@ async def platform(request, tmp_path):
             transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
             async with httpx.AsyncClient(transport=transport, base_url="http://medflow") as client:
                 client.services = services
-                client.kind = request.param
+                client.kind = kind
                 yield client
     finally:
         if mysql_url:
             drop_mysql_database(mysql_url)
+
+
+@pytest.fixture(params=["embedded", "real"])
+async def platform(request, tmp_path):
+    """A fresh platform per test, on each kind of adapters (see ``running_platform``)."""
+    async with running_platform(request.param, tmp_path) as client:
+        yield client

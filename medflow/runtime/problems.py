@@ -5,16 +5,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
-from medflow.errors import PROBLEM_CONTENT_TYPE, FieldError, Problem, validation_failed
-
-
-def field_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
-    """Where and what, never the rejected value (it may be patient data)."""
-    result = []
-    for err in exc.errors(include_input=False, include_url=False, include_context=False):
-        loc = ".".join(str(p) for p in (prefix, *err["loc"]))
-        result.append(FieldError(loc=loc, msg=err["msg"], type=err["type"]))
-    return result
+from medflow.errors import PROBLEM_CONTENT_TYPE, Problem, field_errors, validation_failed
 
 
 def invalid(exc: ValidationError, prefix: str) -> Problem:

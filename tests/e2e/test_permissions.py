@@ -23,15 +23,23 @@ def _token(services, role: str) -> str:
     return issue_access_token(services.keys, principal, issuer=s.jwt_issuer, now=utcnow(), ttl_s=60).token
 
 
-@pytest.fixture(params=["embedded"])
-def platform(request, platform):  # permissions are code: one backend is enough
-    return platform
+@pytest.fixture(scope="module")
+async def platform(tmp_path_factory):
+    """One embedded platform for the whole walk: permissions are code, not backend."""
+    from conftest import running_platform
+    async with running_platform("embedded", tmp_path_factory.mktemp("permissions")) as client:
+        yield client
+
+
+def _concrete(path: str) -> str:
+    """A request path for a template: ids for id parameters, 1 for integer ones."""
+    return re.sub(r"{[^}]+}", lambda m: "1" if m.group(0).endswith(":int}") else new_id(), path)
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r or "anonymous")
 @pytest.mark.parametrize("spec,op", OPERATIONS, ids=lambda v: getattr(v, "operation_id", None) or "")
 async def test_every_operation_answers_every_role_as_declared(platform, spec, op, role):
-    path = re.sub(r"{[^}]+}", new_id(), op.path)
+    path = _concrete(op.path)
     headers = {"authorization": f"Bearer {_token(platform.services, role)}"} if role else {}
     kwargs = {"json": {}} if op.method in ("POST", "PUT", "PATCH") else {}
     response = await platform.request(op.method, f"/api/{spec.name}{path}", headers=headers, **kwargs)
