@@ -154,8 +154,8 @@ async def items_of(db: Database, institution_id: str, case_ids: list[str]) -> di
     return grouped
 
 
-async def update_item(db: Database, institution_id: str, case_id: str, item_id: str, changes: dict[str, Any], *,
-                      expected_version: int, actor_id: str, reason: str | None) -> dict[str, Any]:
+async def _change_item(db: Database, institution_id: str, case_id: str, item_id: str, changes: dict[str, Any], *,
+                       expected_version: int, actor_id: str, reason: str | None) -> None:
     await require_case(db, institution_id, case_id)
     async with db.transaction() as conn:
         current = await locked_row(conn, case_items, institution_id, item_id, "item")
@@ -163,13 +163,19 @@ async def update_item(db: Database, institution_id: str, case_id: str, item_id: 
             raise not_found("item")
         await apply_change(conn, case_items, "item", current, changes, expected_version=expected_version,
                            actor_id=actor_id, reason=reason)
+
+
+async def update_item(db: Database, institution_id: str, case_id: str, item_id: str, changes: dict[str, Any], *,
+                      expected_version: int, actor_id: str, reason: str | None) -> dict[str, Any]:
+    await _change_item(db, institution_id, case_id, item_id, changes, expected_version=expected_version,
+                       actor_id=actor_id, reason=reason)
     return await require_item(db, institution_id, case_id, item_id)
 
 
 async def delete_item(db: Database, institution_id: str, case_id: str, item_id: str, *, expected_version: int,
                       actor_id: str, reason: str | None) -> None:
-    await update_item(db, institution_id, case_id, item_id, {"deleted_at": utcnow()},
-                      expected_version=expected_version, actor_id=actor_id, reason=reason)
+    await _change_item(db, institution_id, case_id, item_id, {"deleted_at": utcnow()},
+                       expected_version=expected_version, actor_id=actor_id, reason=reason)
 
 
 async def item_history(db: Database, institution_id: str, case_id: str, item_id: str):

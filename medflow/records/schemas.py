@@ -11,7 +11,7 @@ from medflow.runtime.spec import ResponseModel
 
 Code = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9._-]{1,16}$")]
 Mrn = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9._/-]{1,64}$")]
-IdentifierSystem = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z][a-z0-9:._-]{1,63}$")]
+IdentifierSystem = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z][A-Za-z0-9:._-]{1,63}$")]
 IdentifierValue = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
