@@ -79,7 +79,8 @@ def _signing_key(settings: Settings) -> bytes:
 def build_cache(settings: Settings) -> CacheBackend:
     if settings.redis_url:
         from medflow.cache.redis import RedisCacheBackend
-        return RedisCacheBackend(settings.redis_url.get_secret_value(), max_connections=settings.redis_max_connections)
+        return RedisCacheBackend(settings.redis_url.get_secret_value(), namespace=settings.cache_namespace,
+                                 max_connections=settings.redis_max_connections)
     from medflow.cache.memory import MemoryCacheBackend
     return MemoryCacheBackend()
 

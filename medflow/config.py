@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     # Redis for cache, locks, rate limits and pub/sub; unset = in-process.
     redis_url: SecretStr | None = None
     redis_max_connections: int = Field(50, ge=1, le=10_000)
+    cache_namespace: str = Field("medflow", pattern=r"^[A-Za-z0-9_-]{1,40}$",
+                                 description="Prefix of every cache key (environments sharing a Redis).")
+    # Cache-aside for read-mostly data (announcements, profiles, dictionaries); off = every read
+    # goes to SQL (the uncached baseline of bench/cache_read.py).
+    cache_aside: bool = True
 
     # Kafka for events; unset = in-process bus.
     kafka_bootstrap: str | None = None

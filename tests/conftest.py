@@ -163,6 +163,7 @@ def real_settings_env(database_url: str, bucket_prefix: str) -> dict[str, str]:
         "MEDFLOW_S3_REGION": os.environ.get("MEDFLOW_TEST_S3_REGION", "us-east-1"),
         "MEDFLOW_S3_BUCKET_PREFIX": bucket_prefix,
         "MEDFLOW_KAFKA_NAMESPACE": bucket_prefix,  # own topics and consumer groups: no other run's backlog
+        "MEDFLOW_CACHE_NAMESPACE": bucket_prefix,  # own cache keys and rate-limit counters
     }
 
 
@@ -213,7 +214,8 @@ async def running_platform(kind: str, tmp_path: Path):
                                       kafka_bootstrap=env["MEDFLOW_KAFKA_BOOTSTRAP"], s3_endpoint=env["MEDFLOW_S3_ENDPOINT"],
                                       s3_access_key=env["MEDFLOW_S3_ACCESS_KEY"], s3_secret_key=env["MEDFLOW_S3_SECRET_KEY"],
                                       s3_bucket_prefix=env["MEDFLOW_S3_BUCKET_PREFIX"],
-                                      kafka_namespace=env["MEDFLOW_KAFKA_NAMESPACE"])
+                                      kafka_namespace=env["MEDFLOW_KAFKA_NAMESPACE"],
+                                      cache_namespace=env["MEDFLOW_CACHE_NAMESPACE"])
     migrate.upgrade(settings.resolved_database_url())
     services = build_services(settings)
     app = create_app(services, on_start=seed_institutions)

@@ -10,9 +10,11 @@ from pydantic import EmailStr, Field, StringConstraints
 from medflow.accounts.users import User
 from medflow.runtime.spec import ResponseModel
 
-Username = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[a-z0-9][a-z0-9._-]{2,63}$")]
-InstitutionCode = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Z0-9_-]{2,32}$")]
-Password = Annotated[str, Field(min_length=1, max_length=128)]
+# pydantic checks the pattern before it changes the case: the patterns accept either case.
+Username = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$")]
+InstitutionCode = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z0-9_-]{2,32}$")]
+# Passwords are taken exactly as typed: no whitespace stripping.
+Password = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1, max_length=128)]
 DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 ()-]{5,32}$")]
 EntityId = Annotated[str, StringConstraints(pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$")]

@@ -159,7 +159,9 @@ async def update_user(db: Database, institution_id: str, user_id: str, changes: 
         current = await require_user(db, institution_id, user_id)  # 404 when it does not exist
         raise conflict(f"The account changed meanwhile (now version {current.version}); reload and retry.",
                        code="version-conflict")
-    return await require_user(db, institution_id, user_id)
+    updated = await get_user(db, institution_id, user_id, include_deleted=True)  # a soft delete is an update too
+    assert updated is not None
+    return updated
 
 
 async def set_status(db: Database, institution_id: str, user_id: str, status: str) -> User:

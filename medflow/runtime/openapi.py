@@ -15,6 +15,7 @@ from pydantic.json_schema import models_json_schema
 from medflow.runtime.spec import HttpFunction, Operation
 
 _PARAM = re.compile(r"{([^}:]+)(?::[^}]+)?}")
+_PATH_PARAM = re.compile(r"{([^}:]+)(:[^}]+)?}")
 _REF = "#/components/schemas/{model}"
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -60,8 +61,8 @@ def _errors_of(op: Operation) -> list[int]:
 
 
 def _parameters(op: Operation, schemas: dict[str, Any]) -> list[dict[str, Any]]:
-    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-              for name in _PARAM.findall(op.path)]
+    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "integer" if conv == ":int" else "string"}}
+              for name, conv in _PATH_PARAM.findall(op.path)]
     if op.query is not None:
         schema = op.query.model_json_schema(ref_template=_REF)
         required = set(schema.get("required", []))
@@ -95,7 +96,8 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def _openapi_path(prefix: str, path: str) -> str:
+def openapi_path(prefix: str, path: str) -> str:
+    """The document's path template: convertors (``{version:int}``) dropped."""
     return prefix + _PARAM.sub(lambda m: "{" + m.group(1) + "}", path)
 
 
@@ -108,7 +110,7 @@ def build_document(functions: list[HttpFunction], prefix_of=lambda f: "", title:
     paths: dict[str, Any] = {}
     for function in functions:
         for op in function.operations:
-            paths.setdefault(_openapi_path(prefix_of(function), op.path), {})[op.method.lower()] = _operation(op, schemas)
+            paths.setdefault(openapi_path(prefix_of(function), op.path), {})[op.method.lower()] = _operation(op, schemas)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version,

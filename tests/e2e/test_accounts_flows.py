@@ -158,6 +158,11 @@ async def test_a_patient_registers_signs_in_and_sees_their_own_account(platform)
     assert me.json()["id"] == account["id"] and me.json()["role"] == "patient"
     assert me.json()["email"] == "pat@example.org"
 
+    # usernames and institution codes are not case-sensitive
+    typed = await login(platform, Person(account["id"], username.upper(), password, "mfgh"))
+    assert typed.status_code == 200, typed.text
+    assert typed.json()["user_id"] == account["id"]
+
 
 async def test_editing_your_profile_bumps_its_version_and_a_stale_version_is_refused(platform):
     username, password = unique("pat."), new_password()

@@ -11,6 +11,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from support_processes import free_port, running, serve_command
+from medflow.runtime.openapi import openapi_path
 from medflow.runtime.registry import load_specs
 from medflow.runtime.spec import HttpFunction
 
@@ -93,7 +94,7 @@ def test_the_document_is_valid_openapi_and_lists_every_operation(server):
     document = httpx.get(f"{base}/api/openapi.json").json()
     validate(document)
     assert document["openapi"] == "3.1.0"
-    declared = {(f"/api/{spec.name}" + op.path, op.method.lower())
+    declared = {(openapi_path(f"/api/{spec.name}", op.path), op.method.lower())
                 for spec in load_specs() if isinstance(spec, HttpFunction) for op in spec.operations}
     documented = {(path, method) for path, ops in document["paths"].items() for method in ops}
     assert declared and declared == documented

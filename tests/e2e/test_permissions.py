@@ -10,6 +10,7 @@ import pytest
 from medflow.auth.principal import Principal
 from medflow.auth.tokens import issue_access_token
 from medflow.ids import new_id, utcnow
+from medflow.runtime.openapi import openapi_path
 from medflow.runtime.registry import load_specs
 from medflow.runtime.spec import HttpFunction
 
@@ -53,7 +54,7 @@ async def test_every_operation_answers_every_role_as_declared(platform, spec, op
         assert response.status_code == 403 and response.json()["code"] == "forbidden"
 
     document = (await platform.get("/api/openapi.json")).json()
-    template = f"/api/{spec.name}" + re.sub(r"{([^}:]+)(?::[^}]+)?}", r"{\1}", op.path)
+    template = openapi_path(f"/api/{spec.name}", op.path)
     assert str(response.status_code) in document["paths"][template][op.method.lower()]["responses"], \
         f"{op.operation_id} answered {response.status_code}, which its document does not declare"
 
