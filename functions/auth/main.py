@@ -14,7 +14,7 @@ from medflow.accounts import sessions
 from medflow.accounts.schemas import DisplayName, InstitutionCode, Password, Phone, Profile, UserOut, Username
 from medflow.accounts.users import NewUser, create_user, institution_by_code, require_user, update_user
 from medflow.audit.trail import audit
-from medflow.auth.principal import PUBLIC, SIGNED_IN
+from medflow.auth.principal import PUBLIC, SIGNED_IN, SIGNED_IN_TEMPORARY
 from medflow.errors import FieldError, validation_failed
 from medflow.runtime.entry import entrypoint
 from medflow.runtime.spec import Call, HttpFunction, RequestModel, ResponseModel
@@ -119,20 +119,20 @@ async def refresh(call: Call) -> TokensOut:
     return _tokens(await sessions.refresh(call.services, call.body.refresh_token))
 
 
-@spec.operation("POST", "/logout", access=SIGNED_IN, body=LogoutIn, response=None, status=204, summary="Sign out")
+@spec.operation("POST", "/logout", access=SIGNED_IN_TEMPORARY, body=LogoutIn, response=None, status=204, summary="Sign out")
 async def logout(call: Call) -> None:
     """The access token stops working now; with the refresh token, its session family too."""
     await sessions.logout(call.services, call.caller(), call.body.refresh_token)
 
 
-@spec.operation("POST", "/password", access=SIGNED_IN, body=PasswordChangeIn, response=None, status=204,
+@spec.operation("POST", "/password", access=SIGNED_IN_TEMPORARY, body=PasswordChangeIn, response=None, status=204,
                 errors=(403,), summary="Change your password")
 async def change_password(call: Call) -> None:
     """Needs the current password; every session ends, so sign in again with the new one."""
     await sessions.change_password(call.services, call.caller(), call.body.current_password, call.body.new_password)
 
 
-@spec.operation("GET", "/me", access=SIGNED_IN, response=UserOut, errors=(404,), summary="Your account")
+@spec.operation("GET", "/me", access=SIGNED_IN_TEMPORARY, response=UserOut, errors=(404,), summary="Your account")
 async def get_me(call: Call) -> UserOut:
     """The caller's own account and profile."""
     me = call.caller()

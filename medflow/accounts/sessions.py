@@ -126,7 +126,8 @@ async def login(services: "Services", institution_code: str, username: str, pass
         changes["password_hash"] = await asyncio.to_thread(hasher.hash, password)
     async with services.db.transaction() as conn:
         await conn.execute(credentials.update().where(credentials.c.user_id == row["id"]).values(**changes))
-    principal = Principal(row["id"], row["role"], row["institution_id"], row["department_id"])
+    principal = Principal(row["id"], row["role"], row["institution_id"], row["department_id"],
+                          password_change_required=row["must_change_password"])
     tokens = await _issue(services, principal, family_id=new_id(), must_change=row["must_change_password"])
     await _record_attempt(services, row["institution_id"], row["id"], address, "success")
     return tokens
@@ -180,7 +181,8 @@ async def refresh(services: "Services", token: str) -> Tokens:
     if row["status"] != "active":
         await _revoke_family(services, row["family_id"], row["status"])
         raise _refresh_problem("refresh-token-revoked", "The session has ended; sign in again.")
-    principal = Principal(row["user_id"], row["role"], row["institution_id"], row["department_id"])
+    principal = Principal(row["user_id"], row["role"], row["institution_id"], row["department_id"],
+                          password_change_required=row["must_change_password"])
     async with services.db.transaction() as conn:
         used = await conn.execute(refresh_tokens.update().where(
             refresh_tokens.c.id == token_id, refresh_tokens.c.used_at.is_(None),

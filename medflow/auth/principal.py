@@ -18,6 +18,7 @@ class Principal:
     department_id: str | None = None
     token_id: str | None = None          # the access token's jti (logout denies it)
     token_expires_at: int | None = None
+    password_change_required: bool = False   # signed in with a temporary password
 
 
 class Authenticator(Protocol):
@@ -39,6 +40,7 @@ class Access:
 
     public: bool = False
     roles: frozenset[str] = frozenset()
+    before_password_change: bool = False   # callable with a temporary password (change it, sign out)
 
     @staticmethod
     def anyone() -> "Access":
@@ -58,4 +60,6 @@ class Access:
 PUBLIC = Access.anyone()
 ADMIN = Access.roles_("admin")
 SIGNED_IN = Access.roles_("admin", "doctor", "patient")
+# What a user signed in with a temporary password may do: read themselves, change it, sign out.
+SIGNED_IN_TEMPORARY = Access(roles=SIGNED_IN.roles, before_password_change=True)
 STAFF = Access.roles_("admin", "doctor")

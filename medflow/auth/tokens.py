@@ -40,6 +40,7 @@ def token_problem(code: str, detail: str) -> Problem:
 
 
 def issue_access_token(keys: KeySet, principal: Principal, *, issuer: str, now: datetime, ttl_s: int) -> AccessToken:
+    """A signed token; ``pwc`` marks a session opened with a temporary password."""
     key = keys.signing_key()
     jti = new_id()
     expires = now + timedelta(seconds=ttl_s)
@@ -47,6 +48,8 @@ def issue_access_token(keys: KeySet, principal: Principal, *, issuer: str, now: 
     claims = {"iss": issuer, "aud": AUDIENCE, "sub": principal.user_id, "role": principal.role,
               "inst": principal.institution_id, "dept": principal.department_id, "jti": jti,
               "iat": round(now.timestamp(), 3), "nbf": int(now.timestamp()), "exp": int(expires.timestamp())}
+    if principal.password_change_required:
+        claims["pwc"] = True
     token = jwt.encode(claims, key.private, algorithm=ALGORITHM, headers={"kid": key.kid})
     return AccessToken(token, jti, expires)
 
@@ -72,7 +75,8 @@ def verify_access_token(keys: KeySet, token: str, *, issuer: str) -> VerifiedTok
     if claims.get("role") not in ("admin", "doctor", "patient") or not claims.get("inst"):
         raise token_problem("token-invalid", "The access token is not valid.")
     principal = Principal(claims["sub"], claims["role"], claims["inst"], claims.get("dept"),
-                          token_id=claims["jti"], token_expires_at=int(claims["exp"]))
+                          token_id=claims["jti"], token_expires_at=int(claims["exp"]),
+                          password_change_required=bool(claims.get("pwc")))
     return VerifiedToken(principal, claims["jti"], float(claims["iat"]), int(claims["exp"]))
 
 

@@ -38,6 +38,10 @@ def authorize(access: Access, principal: Principal | None) -> None:
         raise unauthenticated()
     if not access.allows(principal.role):
         raise forbidden()
+    if principal.password_change_required and not access.before_password_change:
+        problem = forbidden("Change your temporary password first (POST /api/auth/password).")
+        problem.code = "password-change-required"
+        raise problem
 
 
 def client_address(request: Request, trusted_hops: int) -> str | None:

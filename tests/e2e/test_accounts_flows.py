@@ -370,6 +370,18 @@ async def test_a_password_reset_gives_a_temporary_password_that_must_be_changed(
     assert with_temporary.status_code == 200, with_temporary.text
     assert with_temporary.json()["password_change_required"] is True
 
+    # With a temporary password a user may only read themselves, change it, or sign out.
+    temporary_token = bearer(with_temporary.json()["access_token"])
+    assert (await platform.get(f"{AUTH}/me", headers=temporary_token)).status_code == 200
+    assert_problem(await platform.get("/api/patients/patients", headers=temporary_token), 403, "password-change-required")
+    new = new_password()
+    changed = await platform.post(f"{AUTH}/password", headers=temporary_token,
+                                  json={"current_password": temporary, "new_password": new})
+    assert changed.status_code == 204, changed.text
+    fresh = await login(platform, doctor, new)
+    assert fresh.json()["password_change_required"] is False
+    assert (await platform.get("/api/patients/patients", headers=bearer(fresh.json()["access_token"]))).status_code == 200
+
 
 async def test_an_assignment_moves_department_and_role_and_ends_the_old_sessions(platform):
     admin = await seed_admin(platform)
