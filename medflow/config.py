@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     url_signing_key: SecretStr | None = None
     public_base_url: str = "http://127.0.0.1:8080"
 
+    # Search exports answered at once up to this many rows (larger ones become jobs).
+    export_max_rows: int = Field(10_000, ge=1, le=1_000_000)
+
     # HTTP runtime.
     max_body_bytes: int = Field(1_048_576, ge=1024, le=1_073_741_824)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
