@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import EmailStr, Field
 
 from medflow.accounts import policy as policies
+from medflow.accounts.directory import forget_doctor_profiles
 from medflow.accounts.schemas import DisplayName, EntityId, Password, Phone, Role, StaffRole, UserOut, Username
 from medflow.accounts.sessions import end_all_sessions
 from medflow.accounts.users import NewUser, UserFilter, create_user, list_users, require_user, set_password, set_status, update_user
@@ -81,7 +82,9 @@ class PolicyOut(ResponseModel):
 
 
 async def _audit(call: Call, action: str, user_id: str, details: dict | None = None) -> None:
+    """Record the change, and drop cached doctor profiles of the institution (it may be one)."""
     me: Principal = call.caller()
+    await forget_doctor_profiles(call.services.cache.cache, me.institution_id)
     await audit(call.services.bus, call.services.catalogue, source=SOURCE, action=action, resource_type="user",
                 outcome="success", actor_id=me.user_id, actor_role=me.role, institution_id=me.institution_id,
                 resource_id=user_id, details=details)

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import EmailStr, Field, field_validator
 
 from medflow.accounts import sessions
+from medflow.accounts.directory import forget_doctor_profiles
 from medflow.accounts.schemas import DisplayName, InstitutionCode, Password, Phone, Profile, UserOut, Username
 from medflow.accounts.users import NewUser, create_user, institution_by_code, require_user, update_user
 from medflow.audit.trail import audit
@@ -147,6 +148,8 @@ async def update_me(call: Call) -> UserOut:
     me, body = call.caller(), call.body
     changes: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"version"})
     user = await update_user(call.services.db, me.institution_id, me.user_id, changes, expected_version=body.version)
+    if me.role == "doctor":
+        await forget_doctor_profiles(call.services.cache.cache, me.institution_id)
     await audit(call.services.bus, call.services.catalogue, source=SOURCE, action="account.profile_updated",
                 resource_type="user", outcome="success", actor_id=me.user_id, actor_role=me.role,
                 institution_id=me.institution_id, resource_id=me.user_id, details={"fields": sorted(changes)})

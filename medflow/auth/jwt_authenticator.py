@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from typing import Mapping
 
 from medflow.auth.keys import KeySet
 from medflow.auth.principal import Principal
 from medflow.auth.revocation import is_revoked
-from medflow.auth.tokens import token_problem, verify_access_token
+from medflow.auth.tokens import VerifiedToken, token_problem, verify_access_token
 from medflow.cache.ports import Cache
 
 
 class JwtAuthenticator:
+    """Verifies the signature once per token and remembers the result until the token
+    expires (a bounded memo); revocation is checked on every request."""
+
+    MEMO_SIZE = 10_000
+
     def __init__(self, keys: KeySet, cache: Cache, issuer: str) -> None:
         self._keys, self._cache, self._issuer = keys, cache, issuer
+        self._verified: OrderedDict[str, VerifiedToken] = OrderedDict()
+
+    def _verify(self, token: str) -> VerifiedToken:
+        known = self._verified.get(token)
+        if known is not None and known.expires_at > time.time():
+            self._verified.move_to_end(token)
+            return known
+        verified = verify_access_token(self._keys, token, issuer=self._issuer)
+        self._verified[token] = verified
+        if len(self._verified) > self.MEMO_SIZE:
+            self._verified.popitem(last=False)
+        return verified
 
     async def __call__(self, headers: Mapping[str, str]) -> Principal | None:
         header = headers.get("authorization")
@@ -22,7 +41,7 @@ class JwtAuthenticator:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise token_problem("token-invalid", "Use an Authorization: Bearer <access token> header.")
-        verified = verify_access_token(self._keys, token.strip(), issuer=self._issuer)
+        verified = self._verify(token.strip())
         if await is_revoked(self._cache, verified.jti, verified.principal.user_id, verified.issued_at):
             raise token_problem("token-revoked", "The access token has been revoked; sign in again.")
         return verified.principal

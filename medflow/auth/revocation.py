@@ -32,7 +32,6 @@ async def revoke_user_tokens(cache: Cache, user_id: str, access_ttl_s: int, at: 
 
 
 async def is_revoked(cache: Cache, jti: str, user_id: str, issued_at: float) -> bool:
-    if await cache.get(_deny_key(jti)) is not None:
-        return True
-    before = await cache.get(_user_key(user_id))
-    return before is not None and issued_at < float(before)
+    """Both markers in one round trip."""
+    denied, before = await cache.get_many([_deny_key(jti), _user_key(user_id)])
+    return denied is not None or (before is not None and issued_at < float(before))

@@ -58,6 +58,9 @@ class MemoryCache:
     async def get(self, key: str) -> bytes | None:
         return self._store.get(key)
 
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        return [self._store.get(k) for k in keys]
+
     async def set(self, key: str, value: bytes, ttl_s: float | None = None) -> None:
         self._store.set(key, value, ttl_s)
 

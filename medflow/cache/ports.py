@@ -12,6 +12,8 @@ from typing import AsyncIterator, Protocol
 
 class Cache(Protocol):
     async def get(self, key: str) -> bytes | None: ...
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """Several values in one round trip, in the order of ``keys``."""
     async def set(self, key: str, value: bytes, ttl_s: float | None = None) -> None: ...
     async def add(self, key: str, value: bytes, ttl_s: float | None = None) -> bool:
         """Set only if absent; True when this call set it."""

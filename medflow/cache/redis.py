@@ -108,6 +108,10 @@ class RedisCache:
         with transient_errors():
             return await self._client.get(self._keys.key(key))
 
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        with transient_errors():
+            return await self._client.mget([self._keys.key(k) for k in keys])
+
     async def set(self, key: str, value: bytes, ttl_s: float | None = None) -> None:
         with transient_errors():
             await self._client.set(self._keys.key(key), value, px=_px(ttl_s) if ttl_s else None)

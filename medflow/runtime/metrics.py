@@ -1,8 +1,12 @@
-"""Prometheus metrics shared by every function: request latency and errors, event outcomes."""
+"""Prometheus metrics shared by every function: request latency and errors, event outcomes,
+cache-aside hits, misses and loads."""
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess
 
 from medflow.resilience import breaker_states
 
@@ -11,8 +15,36 @@ REQUEST_ERRORS = Counter("medflow_request_errors_total", "HTTP requests answered
 EVENTS = Counter("medflow_events_total", "CloudEvents handled", ["function", "type", "outcome"])
 BREAKER_OPEN = Gauge("medflow_circuit_open", "1 when a circuit breaker is open", ["name"])
 
+# Cache-aside reads (medflow/cache/aside.py), labelled by kind (announcements, profiles, ...).
+# Hit rate = hits / (hits + misses); stale and negative hits are counted in hits too.
+CACHE_HITS = Counter("medflow_cache_hits_total", "Cache-aside reads answered from the cache", ["kind"])
+CACHE_STALE_HITS = Counter("medflow_cache_stale_hits_total",
+                           "Cache-aside hits answered with a stale value while one caller refreshed it", ["kind"])
+CACHE_NEGATIVE_HITS = Counter("medflow_cache_negative_hits_total",
+                              "Cache-aside hits answered with a cached 'does not exist'", ["kind"])
+CACHE_MISSES = Counter("medflow_cache_misses_total", "Cache-aside reads not found in the cache", ["kind"])
+CACHE_LOADS = Counter("medflow_cache_loads_total", "Cache-aside loads from the source of truth", ["kind"])
+CACHE_LOAD_SECONDS = Histogram("medflow_cache_load_seconds", "Cache-aside load latency", ["kind"],
+                               buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+CACHE_FALLBACKS = Counter("medflow_cache_fallbacks_total",
+                          "Cache-aside reads answered by the source because the cache failed", ["kind"])
+CACHE_UNCACHED = Counter("medflow_cache_uncached_total",
+                         "Cache-aside reads answered by the source because caching is switched off", ["kind"])
+CACHE_ERRORS = Counter("medflow_cache_errors_total", "Failed cache calls of cache-aside", ["kind"])
+CACHE_INVALIDATIONS = Counter("medflow_cache_invalidations_total", "Cache-aside generation bumps asked for", ["kind"])
+
+
+def _registry() -> CollectorRegistry:
+    """This process's metrics; with several workers (gunicorn ``WORKERS``) and prometheus_client's
+    ``PROMETHEUS_MULTIPROC_DIR`` set, the sum over every worker of the server."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
 
 def exposition() -> tuple[bytes, str]:
     for state in breaker_states():
         BREAKER_OPEN.labels(state["name"]).set(1 if state["state"] == "open" else 0)
-    return generate_latest(), CONTENT_TYPE_LATEST
+    return generate_latest(_registry()), CONTENT_TYPE_LATEST

@@ -307,3 +307,10 @@ async def test_unreachable_redis_raises_transient_error():
             await backend.pubsub.subscribe("c")
     finally:
         await backend.close()
+
+
+async def test_get_many_reads_several_keys_in_order(cache_backend):
+    cache = cache_backend.cache
+    await cache.set("a", b"1")
+    await cache.set("c", b"\xff3")
+    assert await cache.get_many(["a", "b", "c"]) == [b"1", None, b"\xff3"]
