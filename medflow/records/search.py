@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Callable, Sequence
 
 import sqlalchemy as sa
 
@@ -55,7 +55,8 @@ _HINT_DIALECTS = ("mysql", "mariadb")
 class CaseFilter:
     """What to search for; every field but ``institution_id`` is optional and they combine
     with AND. ``time_from``/``time_to`` are timezone-aware and half-open: ``[from, to)``.
-    ``title_contains`` matches a substring of the title (``%`` and ``_`` are literal).
+    ``title_contains`` matches a substring of the title (``%`` and ``_`` are literal;
+    ASCII letters match either case on both engines).
     ``missing`` keeps cases that lack each named field (``MISSING_FIELDS``)."""
 
     institution_id: str
@@ -117,7 +118,7 @@ def _index_name(table: sa.Table, *columns: str) -> str:
 class _Driver:
     """An equality filter that can drive a search through its composite index."""
 
-    applies: Any          # CaseFilter -> bool
+    applies: Callable[[CaseFilter], bool]
     index: str            # the index of cases (or case_diagnoses) it reads
 
 

@@ -1,0 +1,122 @@
+"""case_search: multi-criteria search of the caller's institution's cases, and the
+administrators' data-supervision view of the same search (HTTP).
+
+Newest first, keyset pages with an opaque cursor, page size 1–200. Every search is
+audited (who searched, with which filters, how many cases came back).
+Use case: ``medflow.records.search``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from medflow.accounts.schemas import EntityId
+from medflow.audit.trail import audit
+from medflow.auth.principal import ADMIN, STAFF
+from medflow.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from medflow.records.schemas import AnnotationStatus, AwareDateTime, Code, ExamType, Modality, QualityLabel
+from medflow.records.search import MISSING_FIELDS, CaseFilter, CaseSummary, search_cases
+from medflow.runtime.entry import entrypoint
+from medflow.runtime.spec import Call, HttpFunction, RequestModel, ResponseModel
+
+spec = HttpFunction("case_search", "Case search and data supervision")
+SOURCE = "/medflow/case_search"
+
+_MISSING = "|".join(MISSING_FIELDS)
+MissingList = Annotated[str, StringConstraints(pattern=rf"^({_MISSING})(,({_MISSING}))*$")]
+
+
+class SearchQuery(RequestModel):
+    patient_id: EntityId | None = None
+    time_from: AwareDateTime | None = Field(None, description="Exams at or after this time (with a zone).")
+    time_to: AwareDateTime | None = Field(None, description="Exams before this time (with a zone); after time_from.")
+    exam_type: ExamType | None = None
+    modality: Modality | None = None
+    annotation_status: AnnotationStatus | None = None
+    doctor_id: EntityId | None = None
+    department_id: EntityId | None = None
+    diagnosis_code: Code | None = None
+    quality_label: QualityLabel | None = None
+    title_contains: str | None = Field(None, min_length=1, max_length=200, description="A substring of the title.")
+    limit: int = Field(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Page size.")
+    cursor: str | None = Field(None, max_length=512, description="Opaque cursor from the previous page.")
+
+
+class SupervisionQuery(SearchQuery):
+    missing: MissingList | None = Field(None, description=f"Comma-separated fields the case lacks: {', '.join(MISSING_FIELDS)}.")
+    include_deleted: bool = Field(False, description="Also list soft-deleted cases.")
+
+
+class CaseSummaryOut(ResponseModel):
+    id: str
+    patient_id: str
+    exam_type: str
+    modality: str
+    exam_time: datetime
+    department_id: str | None
+    doctor_id: str | None
+    status: str
+    annotation_status: str
+    quality_label: str
+    title: str
+    diagnosis_codes: list[str]
+    version: int
+
+
+class CasePage(ResponseModel):
+    items: list[CaseSummaryOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+def _filter(call: Call) -> CaseFilter:
+    """The query as a filter scoped to the caller's institution."""
+    q = call.query
+    missing = getattr(q, "missing", None)
+    return CaseFilter(
+        institution_id=call.caller().institution_id, patient_id=q.patient_id, time_from=q.time_from,
+        time_to=q.time_to, exam_type=q.exam_type, modality=q.modality, annotation_status=q.annotation_status,
+        doctor_id=q.doctor_id, department_id=q.department_id, diagnosis_code=q.diagnosis_code,
+        quality_label=q.quality_label, title_contains=q.title_contains,
+        include_deleted=getattr(q, "include_deleted", False),
+        missing=frozenset(missing.split(",")) if missing else frozenset())
+
+
+async def _page(call: Call, action: str) -> CasePage:
+    found, next_cursor = await search_cases(call.services.db, _filter(call), call.query.limit, call.query.cursor)
+    await _audit(call, action, len(found))
+    return CasePage(items=[_out(case) for case in found], next_cursor=next_cursor)
+
+
+def _out(case: CaseSummary) -> CaseSummaryOut:
+    return CaseSummaryOut(**vars(case))
+
+
+async def _audit(call: Call, action: str, returned: int) -> None:
+    me = call.caller()
+    used = sorted(name for name, value in call.query.model_dump(exclude={"limit", "cursor"}).items()
+                  if value not in (None, False))
+    await audit(call.services.bus, call.services.catalogue, source=SOURCE, action=action, resource_type="case",
+                outcome="success", actor_id=me.user_id, actor_role=me.role, institution_id=me.institution_id,
+                resource_id=call.query.patient_id, details={"filters": used, "returned": returned})
+
+
+@spec.operation("GET", "/cases", access=STAFF, query=SearchQuery, response=CasePage, summary="Search cases")
+async def search(call: Call) -> CasePage:
+    """The institution's cases matching every given filter, newest first (exam time, then
+    id), one keyset page. Soft-deleted cases are left out."""
+    return await _page(call, "case.searched")
+
+
+@spec.operation("GET", "/supervision", access=ADMIN, query=SupervisionQuery, response=CasePage,
+                summary="Data supervision search")
+async def supervise(call: Call) -> CasePage:
+    """The same search across every doctor, plus missing-field checks (`missing=department,
+    doctor,diagnosis,title`) and, on request, soft-deleted cases. Read-only: administrators
+    label quality through the cases function and cannot edit clinical content."""
+    return await _page(call, "case.supervised")
+
+
+case_search = entrypoint(spec)
