@@ -20,7 +20,8 @@ from medflow.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from medflow.records.schemas import AnnotationStatus, AwareDateTime, Code, ExamType, Modality, QualityLabel
 from medflow.records.search import MISSING_FIELDS, CaseFilter, CaseSummary, search_cases
 from medflow.runtime.entry import entrypoint
-from medflow.runtime.spec import Call, HttpFunction, RequestModel, ResponseModel
+from medflow.records.export import export_cases
+from medflow.runtime.spec import Call, FileAnswer, HttpFunction, RequestModel, ResponseModel
 
 spec = HttpFunction("case_search", "Case search and data supervision")
 SOURCE = "/medflow/case_search"
@@ -117,6 +118,40 @@ async def supervise(call: Call) -> CasePage:
     doctor,diagnosis,title`) and, on request, soft-deleted cases. Read-only: administrators
     label quality through the cases function and cannot edit clinical content."""
     return await _page(call, "case.supervised")
+
+
+class ExportQuery(RequestModel):
+    """The search filters, without paging: the export holds every matching case."""
+
+    patient_id: EntityId | None = None
+    time_from: AwareDateTime | None = None
+    time_to: AwareDateTime | None = None
+    exam_type: ExamType | None = None
+    modality: Modality | None = None
+    annotation_status: AnnotationStatus | None = None
+    doctor_id: EntityId | None = None
+    department_id: EntityId | None = None
+    diagnosis_code: Code | None = None
+    quality_label: QualityLabel | None = None
+    title_contains: str | None = Field(None, min_length=1, max_length=200)
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@spec.operation("GET", "/cases/export", access=STAFF, query=ExportQuery, response=None, produces=XLSX,
+                summary="Export a search to Excel")
+async def export(call: Call) -> FileAnswer:
+    """Every case matching the filters as an .xlsx workbook, written in constant memory.
+    Up to MEDFLOW_EXPORT_MAX_ROWS cases (422 `export-too-large` beyond: narrow the search)."""
+    q, me = call.query, call.caller()
+    f = CaseFilter(institution_id=me.institution_id, **q.model_dump())
+    path, rows = await export_cases(call.services.db, f, call.services.settings.export_max_rows)
+    used = sorted(k for k, v in q.model_dump().items() if v is not None)
+    await audit(call.services.bus, call.services.catalogue, source=SOURCE, action="case.exported", resource_type="case",
+                outcome="success", actor_id=me.user_id, actor_role=me.role, institution_id=me.institution_id,
+                resource_id=q.patient_id, details={"filters": used, "rows": rows})
+    return FileAnswer(path, "cases.xlsx")
 
 
 case_search = entrypoint(spec)

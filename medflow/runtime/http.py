@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.background import BackgroundTask
+from starlette.responses import FileResponse, JSONResponse, Response
 
 from medflow.auth.principal import Access, Principal
 from medflow.errors import Problem, forbidden, not_found, unauthenticated, validation_failed, FieldError
@@ -23,7 +24,7 @@ from medflow.runtime.body import parse_json, read_limited
 from medflow.runtime.openapi import function_document
 from medflow.runtime.problems import internal_error, invalid, problem_response
 from medflow.runtime.services import ServiceHolder
-from medflow.runtime.spec import Call, HttpFunction, Operation
+from medflow.runtime.spec import Call, FileAnswer, HttpFunction, Operation
 from medflow.tracing import activate, child_of, deactivate
 
 log = logging.getLogger("medflow.http")
@@ -142,6 +143,9 @@ class HttpRuntime:
 
     @staticmethod
     def _respond(op: Operation, result: Any) -> Response:
+        if isinstance(result, FileAnswer):
+            return FileResponse(result.path, media_type=op.produces, filename=result.filename,
+                                background=BackgroundTask(result.path.unlink, missing_ok=True))
         if op.response is None:
             return Response(status_code=op.status)
         model = result if isinstance(result, op.response) else op.response.model_validate(result)

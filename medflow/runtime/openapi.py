@@ -87,7 +87,9 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     if op.body is not None:
         doc["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": _REF.format(model=op.body.__name__)}}}}
     ok: dict[str, Any] = {"description": "Success"}
-    if op.response is not None:
+    if op.produces:
+        ok["content"] = {op.produces: {"schema": {"type": "string", "format": "binary"}}}
+    elif op.response is not None:
         ok["content"] = {"application/json": {"schema": {"$ref": _REF.format(model=op.response.__name__)}}}
     doc["responses"][str(op.status)] = ok
     for code in _errors_of(op):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
 from cloudevents.http import CloudEvent
@@ -57,6 +58,14 @@ class Call:
 Handler = Callable[[Call], Awaitable[Any]]
 
 
+@dataclass(frozen=True)
+class FileAnswer:
+    """A file an operation answers with (its ``produces`` media type); removed once sent."""
+
+    path: Path
+    filename: str
+
+
 @dataclass
 class Operation:
     function: str
@@ -71,6 +80,7 @@ class Operation:
     body: type[BaseModel] | None = None
     max_body_bytes: int | None = None
     errors: tuple[int, ...] = ()
+    produces: str | None = None        # media type of a file answer (the handler returns FileAnswer)
     regex: re.Pattern = field(init=False)
 
     def __post_init__(self) -> None:
@@ -95,10 +105,10 @@ class HttpFunction:
     def operation(self, method: str, path: str, *, access: Access, response: type[BaseModel] | None,
                   summary: str, status: int = 200, query: type[BaseModel] | None = None,
                   body: type[BaseModel] | None = None, max_body_bytes: int | None = None,
-                  errors: tuple[int, ...] = ()) -> Callable[[Handler], Handler]:
+                  errors: tuple[int, ...] = (), produces: str | None = None) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.operations.append(Operation(self.name, method.upper(), path, handler, access, summary, response,
-                                             status, query, body, max_body_bytes, errors))
+                                             status, query, body, max_body_bytes, errors, produces))
             return handler
         return register
 
