@@ -112,7 +112,7 @@ def create_mysql_database() -> str:
     with engine.begin() as conn:
         conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
     engine.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
+    return SecretUrl(base.set(database=name).render_as_string(hide_password=False))
 
 
 def drop_mysql_database(url: str) -> None:
@@ -151,9 +151,24 @@ async def database(empty_sql_url):
 
 # --- Services (the composition root) ---------------------------------------------------
 
+class SecretUrl(str):
+    """A URL with a password: a failing test's report shows it without the password."""
+
+    def __repr__(self) -> str:
+        from sqlalchemy.engine import make_url
+        return f"SecretUrl({make_url(str(self)).render_as_string(hide_password=True)!r})"
+
+
+class SecretEnv(dict):
+    """Environment variables holding passwords: a failing test's report shows only the names."""
+
+    def __repr__(self) -> str:
+        return f"SecretEnv({sorted(self)})"
+
+
 def real_settings_env(database_url: str, bucket_prefix: str) -> dict[str, str]:
     """MEDFLOW_* variables that point every adapter at the real test servers."""
-    return {
+    return SecretEnv({
         "MEDFLOW_DATABASE_URL": database_url,
         "MEDFLOW_REDIS_URL": real_setting("MEDFLOW_TEST_REDIS_URL"),
         "MEDFLOW_KAFKA_BOOTSTRAP": real_setting("MEDFLOW_TEST_KAFKA_BOOTSTRAP"),
@@ -164,7 +179,7 @@ def real_settings_env(database_url: str, bucket_prefix: str) -> dict[str, str]:
         "MEDFLOW_S3_BUCKET_PREFIX": bucket_prefix,
         "MEDFLOW_KAFKA_NAMESPACE": bucket_prefix,  # own topics and consumer groups: no other run's backlog
         "MEDFLOW_CACHE_NAMESPACE": bucket_prefix,  # own cache keys and rate-limit counters
-    }
+    })
 
 
 @pytest.fixture

@@ -177,10 +177,11 @@ def test_the_one_process_server_runs_on_the_real_servers_by_configuration_alone(
                 engine = _sql(db_url)
                 with engine.connect() as conn:
                     n = conn.execute(sa.select(sa.func.count()).select_from(audit_log)
-                                     .where(audit_log.c.action == "demo.seeded")).scalar_one()
+                                     .where(audit_log.c.action == "demo.seeded",
+                                            audit_log.c.resource_type == "institution")).scalar_one()
                 engine.dispose()
                 return n
 
-            _wait_for(lambda: seeded_audit_rows() == 3, what="demo audit rows through Kafka")
+            _wait_for(lambda: seeded_audit_rows() == 3, what="one audit row per demo institution, through Kafka")
     finally:
         drop_mysql_database(db_url)
