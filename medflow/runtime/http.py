@@ -18,7 +18,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from medflow.auth.principal import Access, Principal
-from medflow.errors import Problem, forbidden, not_found, unauthenticated, validation_failed, FieldError
+from medflow.errors import FieldError, Problem, TransientError, forbidden, not_found, unauthenticated, validation_failed
 from medflow.runtime import metrics
 from medflow.runtime.body import parse_json, read_limited
 from medflow.runtime.openapi import function_document
@@ -85,6 +85,12 @@ class HttpRuntime:
                 operation = op.operation_id
                 response = await self._run(op, params, request, trace)
         except Problem as problem:
+            code, response = problem.code, problem_response(problem)
+        except TransientError as exc:  # a dependency is down or slow: the client may retry
+            log.warning("dependency unavailable", extra={"function": self.spec.name, "operation": operation,
+                                                         "error_type": type(exc).__name__})
+            problem = Problem(503, "temporarily-unavailable", "A service this needs is unavailable; try again shortly.",
+                              headers={"Retry-After": "5"})
             code, response = problem.code, problem_response(problem)
         except Exception as exc:
             log.error("unhandled error", extra={"function": self.spec.name, "operation": operation,

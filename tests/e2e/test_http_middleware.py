@@ -58,6 +58,12 @@ async def broken(call: Call) -> Echo:
     raise ValueError(f"cannot process {PATIENT_NAME}")
 
 
+@probe.operation("GET", "/dependency-down", access=PUBLIC, response=Echo, summary="A dependency is down")
+async def dependency_down(call: Call) -> Echo:
+    from medflow.errors import TransientError
+    raise TransientError("redis unreachable")
+
+
 @probe.operation("GET", "/bad-response", access=PUBLIC, response=Echo, summary="Answers outside its schema")
 async def bad_response(call: Call) -> dict:
     return {"ok": True, "patient_name": PATIENT_NAME}
@@ -203,3 +209,8 @@ async def test_one_structured_log_line_per_request_without_body_data(client, cap
     assert (line.function, line.operation, line.status) == ("probe", "probe.write_note", 201)
     assert line.latency_ms >= 0 and len(line.trace_id) == 32
     assert PATIENT_NAME not in _logged(caplog)
+
+
+async def test_a_dependency_outage_is_a_retryable_503(client):
+    body = _problem(await client.get("/dependency-down"), 503, "temporarily-unavailable")
+    assert "redis" not in body["detail"]
