@@ -35,7 +35,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 _ERROR_TEXT = {400: "Malformed request", 401: "Not authenticated", 403: "Not allowed", 404: "Not found",
                409: "Conflict", 413: "Body too large", 415: "Unsupported media type", 422: "Validation failed",
-               429: "Rate limited", 500: "Internal error"}
+               429: "Rate limited", 500: "Internal error", 503: "A dependency is unavailable; retry"}
 
 
 def _models(ops: Iterable[Operation]) -> list[type[BaseModel]]:
@@ -48,7 +48,7 @@ def _models(ops: Iterable[Operation]) -> list[type[BaseModel]]:
 
 
 def _errors_of(op: Operation) -> list[int]:
-    codes = {400, 500, *op.errors}
+    codes = {400, 500, 503, *op.errors}
     if op.query or op.body:
         codes.add(422)
     if op.body:
