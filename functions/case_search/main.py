@@ -30,7 +30,9 @@ _MISSING = "|".join(MISSING_FIELDS)
 MissingList = Annotated[str, StringConstraints(pattern=rf"^({_MISSING})(,({_MISSING}))*$")]
 
 
-class SearchQuery(RequestModel):
+class SearchFilters(RequestModel):
+    """The filters of a search; each narrows it, any combination."""
+
     patient_id: EntityId | None = None
     time_from: AwareDateTime | None = Field(None, description="Exams at or after this time (with a zone).")
     time_to: AwareDateTime | None = Field(None, description="Exams before this time (with a zone); after time_from.")
@@ -42,6 +44,9 @@ class SearchQuery(RequestModel):
     diagnosis_code: Code | None = None
     quality_label: QualityLabel | None = None
     title_contains: str | None = Field(None, min_length=1, max_length=200, description="A substring of the title.")
+
+
+class SearchQuery(SearchFilters):
     limit: int = Field(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Page size.")
     cursor: str | None = Field(None, max_length=512, description="Opaque cursor from the previous page.")
 
@@ -120,20 +125,8 @@ async def supervise(call: Call) -> CasePage:
     return await _page(call, "case.supervised")
 
 
-class ExportQuery(RequestModel):
+class ExportQuery(SearchFilters):
     """The search filters, without paging: the export holds every matching case."""
-
-    patient_id: EntityId | None = None
-    time_from: AwareDateTime | None = None
-    time_to: AwareDateTime | None = None
-    exam_type: ExamType | None = None
-    modality: Modality | None = None
-    annotation_status: AnnotationStatus | None = None
-    doctor_id: EntityId | None = None
-    department_id: EntityId | None = None
-    diagnosis_code: Code | None = None
-    quality_label: QualityLabel | None = None
-    title_contains: str | None = Field(None, min_length=1, max_length=200)
 
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

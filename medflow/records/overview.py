@@ -11,8 +11,7 @@ import sqlalchemy as sa
 
 from medflow.db.engine import Database
 from medflow.db.schema import case_items, cases
-from medflow.errors import bad_request
-from medflow.pagination import decode_cursor, encode_cursor
+from medflow.records.search import Keyset, decode_keyset, encode_keyset
 from medflow.records.cases import items_of
 from medflow.records.patients import Identifier, Patient, identifiers_of, require_patient
 
@@ -27,14 +26,15 @@ class PatientOverview:
 
 
 def _after(cursor: str | None) -> tuple[datetime, str] | None:
-    """(exam_time, id) of the last case of the previous page."""
+    """(exam_time, id) of the last case of the previous page (the search's cursor format)."""
     if not cursor:
         return None
-    exam_time, case_id = decode_cursor(cursor, 2)
-    try:
-        return datetime.fromisoformat(exam_time), str(case_id)
-    except (TypeError, ValueError):
-        raise bad_request("The cursor is not valid.", code="invalid-cursor") from None
+    keyset = decode_keyset(cursor)
+    return keyset.exam_time, keyset.id
+
+
+def _next_cursor(page: list[dict[str, Any]], more: bool) -> str | None:
+    return encode_keyset(Keyset(page[-1]["exam_time"], page[-1]["id"])) if more else None
 
 
 def _page_of_cases(institution_id: str, patient_id: str, limit: int, after) -> sa.Select:
@@ -58,7 +58,7 @@ async def patient_overview(db: Database, institution_id: str, patient_id: str, l
     items = await items_of(db, institution_id, [c["id"] for c in page])
     for case in page:
         case["items"] = items[case["id"]]
-    next_cursor = encode_cursor([page[-1]["exam_time"].isoformat(), page[-1]["id"]]) if len(rows) > limit else None
+    next_cursor = _next_cursor(page, len(rows) > limit)
     return PatientOverview(patient, await identifiers_of(db, patient.person_id), page, latest, next_cursor)
 
 
@@ -89,4 +89,4 @@ async def released_summaries(db: Database, institution_id: str, patient_id: str,
         rows = [dict(r) for r in (await conn.execute(
             query.order_by(cases.c.exam_time.desc(), cases.c.id.desc()).limit(limit + 1))).mappings()]
     page = rows[:limit]
-    return page, (encode_cursor([page[-1]["exam_time"].isoformat(), page[-1]["id"]]) if len(rows) > limit else None)
+    return page, _next_cursor(page, len(rows) > limit)
