@@ -10,9 +10,10 @@ package) with 200 connections for ``--duration`` seconds after a ``--warmup``. T
 read-mostly workloads, each measured with cache-aside on and then, on a restarted server
 with ``MEDFLOW_CACHE_ASIDE=off``, with every read going to SQL:
 
-- ``announcements`` (the recorded figures): a doctor's reads with a real Ed25519 access
-  token: 80 % the first page of their announcement list, 10 % pages 2–5, 10 % one
-  announcement by id among the ~390 meant for doctors;
+- ``announcements`` (the recorded figures): doctors' reads, each request carrying the real
+  Ed25519 access token of one of 200 doctors at random (so token checks and revocation
+  look-ups are spread as with 200 users): 80 % the first page of the announcement list,
+  10 % pages 2–5, 10 % one announcement by id among the ~390 meant for doctors;
 - ``departments`` (recorded as ``departments_*``): the public department list of the
   ``directory`` function, 80 % one institution, 20 % two others.
 
@@ -85,7 +86,7 @@ def bench_database_url() -> str:
 @dataclass
 class Seeded:
     institution_id: str
-    doctor_id: str
+    doctor_ids: list[str]        # the measured institution's doctors
     announcement_ids: list[str]  # live and meant for doctors
     institution_ids: list[str]   # the measured one first
 
@@ -125,7 +126,8 @@ def seed(url: str, rng: random.Random) -> Seeded:
             conn.execute(announcements.insert(), rows)
             if measured is None:
                 visible = [r["id"] for r in rows if r["deleted_at"] is None and r["audience"] != "patients"]
-                measured = Seeded(institution_id, people[0]["id"], visible, institution_ids)
+                measured = Seeded(institution_id, [p["id"] for p in people if p["role"] == "doctor"], visible,
+                                  institution_ids)
     engine.dispose()
     assert measured is not None
     return measured
@@ -143,22 +145,23 @@ def page_cursors(base_url: str, headers: dict[str, str], pages: int) -> list[str
     return cursors
 
 
-def announcements_script(path: Path, token: str, cursors: list[str], announcement_ids: list[str]) -> None:
-    """A doctor's reads: 80 % first page, 10 % pages 2-5, 10 % one announcement by id."""
+def announcements_script(path: Path, tokens: list[str], cursors: list[str], announcement_ids: list[str]) -> None:
+    """Doctors' reads, each request with one of ``tokens`` (a doctor each) at random: 80 % first
+    page, 10 % pages 2-5, 10 % one announcement by id."""
     later = [f"/announcements?limit={PAGE}&cursor={c}" for c in cursors]
     ones = [f"/announcements/{i}" for i in announcement_ids]
     path.write_text("\n".join([
         f'local first = "/announcements?limit={PAGE}"',
         "local later = {" + ",".join(f'"{p}"' for p in later) + "}",
         "local ones = {" + ",".join(f'"{p}"' for p in ones) + "}",
-        f'local auth = "Bearer {token}"',
+        "local tokens = {" + ",".join(f'"Bearer {t}"' for t in tokens) + "}",
         "function init(args) math.randomseed(os.time() + math.floor(os.clock() * 1e6)) end",
         "function request()",
         "  local r = math.random(100)",
         "  local path",
         "  if r <= 80 then path = first elseif r <= 90 then path = later[math.random(#later)]",
         "  else path = ones[math.random(#ones)] end",
-        '  return wrk.format("GET", path, {["Authorization"] = auth})',
+        '  return wrk.format("GET", path, {["Authorization"] = tokens[math.random(#tokens)]})',
         "end"]) + "\n")
 
 
@@ -333,8 +336,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=10, help="seconds of load before each measurement")
     parser.add_argument("--connections", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="uvicorn workers of the function (WORKERS); on 2 cores shared with wrk, 1 measured best")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="uvicorn workers of the function (WORKERS): one per core")
     parser.add_argument("--log-level", default="INFO", help="MEDFLOW_LOG_LEVEL of the server (INFO: a line per request)")
     parser.add_argument("--only", choices=("announcements", "departments"), help="measure one workload only")
     parser.add_argument("--no-record", action="store_true")
@@ -349,8 +352,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="medflow-bench-cache-") as tmp:
         work = Path(tmp)
         keys = load_or_create(work / "jwt-keys.json")
-        token = issue_access_token(keys, Principal(seeded.doctor_id, "doctor", seeded.institution_id), issuer="medflow",
-                                   now=datetime.now(timezone.utc), ttl_s=3600).token
+        tokens = [issue_access_token(keys, Principal(doctor_id, "doctor", seeded.institution_id), issuer="medflow",
+                                     now=datetime.now(timezone.utc), ttl_s=3600).token
+                  for doctor_id in seeded.doctor_ids[:args.connections]]
         env = {"MEDFLOW_DATABASE_URL": url, "MEDFLOW_REDIS_URL": os.environ["MEDFLOW_TEST_REDIS_URL"],
                "MEDFLOW_JWT_KEYS_FILE": str(work / "jwt-keys.json"), "MEDFLOW_DATA_DIR": str(work / "data"),
                "MEDFLOW_LOG_LEVEL": args.log_level, "MEDFLOW_DATABASE_POOL_SIZE": "20",
@@ -358,8 +362,8 @@ def main() -> int:
         workloads = []
         if args.only in (None, "announcements"):
             with Server("announcements", env, 1, work / "cursors.log") as server:
-                cursors = page_cursors(server.base_url, {"authorization": f"Bearer {token}"}, 5)
-            announcements_script(work / "announcements.lua", token, cursors, seeded.announcement_ids)
+                cursors = page_cursors(server.base_url, {"authorization": f"Bearer {tokens[0]}"}, 5)
+            announcements_script(work / "announcements.lua", tokens, cursors, seeded.announcement_ids)
             workloads.append(Workload("announcements", "announcements", "announcements", work / "announcements.lua"))
         if args.only in (None, "departments"):
             departments_script(work / "departments.lua", seeded.institution_ids)

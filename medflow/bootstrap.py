@@ -14,6 +14,7 @@ from medflow.auth.jwt_authenticator import JwtAuthenticator
 from medflow.auth.keys import KeySet, load_or_create
 from medflow.auth.passwords import Hasher
 from medflow.auth.principal import Authenticator
+from medflow.auth.revocation import Revocations
 from medflow.bus.catalogue import Catalogue
 from medflow.bus.ports import DeliveryPolicy, EventBus
 from medflow.cache.ports import CacheBackend
@@ -32,6 +33,7 @@ class Services:
     catalogue: Catalogue
     keys: KeySet
     authenticator: Authenticator
+    revocations: Revocations
     _hasher: Hasher | None = field(default=None, repr=False)
 
     @property
@@ -116,6 +118,7 @@ def build_services(settings: Settings | None = None) -> Services:
     events = Catalogue(namespace=settings.kafka_namespace)
     cache = build_cache(settings)
     keys = build_keys(settings)
+    revocations = Revocations(cache.cache, settings.revocation_recheck_s)
     return Services(
         settings=settings,
         db=Database(settings.resolved_database_url(), pool_size=settings.database_pool_size, echo=settings.database_echo),
@@ -124,5 +127,6 @@ def build_services(settings: Settings | None = None) -> Services:
         objects=build_objects(settings),
         catalogue=events,
         keys=keys,
-        authenticator=JwtAuthenticator(keys, cache.cache, settings.jwt_issuer),
+        authenticator=JwtAuthenticator(keys, revocations, settings.jwt_issuer),
+        revocations=revocations,
     )

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     jwt_issuer: str = "medflow"
     access_token_ttl_s: int = Field(900, ge=60, le=3600)
     refresh_token_ttl_s: int = Field(14 * 86400, ge=3600, le=90 * 86400)
+    revocation_recheck_s: float = Field(1.0, ge=0, le=30, description=(
+        "How long a process trusts that a token was not revoked before asking the cache again; "
+        "a revocation reaches other processes within this time (0: ask on every request)."))
     # Argon2id cost; raising it makes every stored hash rehash at its owner's next login.
     argon2_time_cost: int = Field(3, ge=1, le=20)
     argon2_memory_kib: int = Field(65536, ge=8192, le=1048576)

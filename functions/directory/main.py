@@ -18,7 +18,8 @@ from medflow.cache.aside import cache_aside
 from medflow.errors import not_found
 from medflow.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from medflow.runtime.entry import entrypoint
-from medflow.runtime.spec import Call, HttpFunction, RequestModel, ResponseModel
+from medflow.runtime.render import RenderMemo
+from medflow.runtime.spec import Call, HttpFunction, RenderedJson, RequestModel, ResponseModel
 
 spec = HttpFunction("directory", "Institutions, departments and doctors (directory reads)")
 
@@ -72,6 +73,12 @@ class DoctorPage(ResponseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
+# cached reads answer the same objects again: each is rendered once (medflow/runtime/render.py)
+_render_departments = RenderMemo(lambda found: DepartmentList(items=[DepartmentOut(**vars(d)) for d in found]))
+_render_doctors = RenderMemo(lambda page: DoctorPage(items=[DoctorOut(**vars(d)) for d in page.items],
+                                                     next_cursor=page.next_cursor))
+
+
 @spec.operation("GET", "/institutions", access=PUBLIC, query=PageQuery, response=InstitutionPage,
                summary="List institutions")
 async def list_institutions(call: Call) -> InstitutionPage:
@@ -92,17 +99,17 @@ async def get_institution(call: Call) -> InstitutionOut:
 
 @spec.operation("GET", "/institutions/{institution_id}/departments", access=PUBLIC, response=DepartmentList,
                summary="List an institution's departments")
-async def list_departments(call: Call) -> DepartmentList:
+async def list_departments(call: Call) -> RenderedJson:
     """Active departments of one institution, by name (served from cache when warm)."""
     found = await use_cases.list_departments(call.services.db, cache_aside(call.services), call.path["institution_id"])
     if found is None:
         raise not_found("institution")
-    return DepartmentList(items=[DepartmentOut(**vars(d)) for d in found])
+    return _render_departments(found)
 
 
 @spec.operation("GET", "/institutions/{institution_id}/doctors", access=SIGNED_IN, query=DoctorQuery,
                 response=DoctorPage, summary="List an institution's doctors")
-async def list_doctors(call: Call) -> DoctorPage:
+async def list_doctors(call: Call) -> RenderedJson:
     """Active doctors of your own institution by name, with their public profile,
     keyset-paginated and served from cache when warm; another institution answers 404."""
     institution_id = call.path["institution_id"]
@@ -111,7 +118,7 @@ async def list_doctors(call: Call) -> DoctorPage:
     q: DoctorQuery = call.query
     page = await use_cases.list_doctors(call.services.db, cache_aside(call.services), institution_id,
                                         department_id=q.department_id, limit=q.limit, cursor=q.cursor)
-    return DoctorPage(items=[DoctorOut(**vars(d)) for d in page.items], next_cursor=page.next_cursor)
+    return _render_doctors(page)
 
 
 directory = entrypoint(spec)

@@ -15,7 +15,6 @@ from medflow.accounts.policy import LoginPolicy, get_policy
 from medflow.accounts.users import require_user, revoke_refresh_tokens, set_password
 from medflow.audit.trail import audit
 from medflow.auth.principal import Principal
-from medflow.auth.revocation import deny_token, revoke_user_tokens
 from medflow.auth.tokens import (compose_refresh_token, hash_secret, issue_access_token, new_refresh_secret,
                                  secret_matches, split_refresh_token)
 from medflow.db.schema import credentials, institutions, login_attempts, refresh_tokens, users
@@ -195,7 +194,7 @@ async def refresh(services: "Services", token: str) -> Tokens:
 
 async def _reuse_detected(services: "Services", row) -> None:
     await _revoke_family(services, row["family_id"], "reuse")
-    await revoke_user_tokens(services.cache.cache, row["user_id"], services.settings.access_token_ttl_s)
+    await services.revocations.revoke_user(row["user_id"], services.settings.access_token_ttl_s)
     await audit(services.bus, services.catalogue, source=SOURCE, action="session.refresh_reuse", resource_type="user",
                 outcome="denied", actor_id=row["user_id"], institution_id=row["institution_id"],
                 resource_id=row["user_id"], details={"family_id": row["family_id"]})
@@ -205,7 +204,7 @@ async def _reuse_detected(services: "Services", row) -> None:
 async def logout(services: "Services", principal: Principal, refresh_token: str | None) -> None:
     """End this session: its access token is denied and, when given, its refresh family revoked."""
     if principal.token_id and principal.token_expires_at:
-        await deny_token(services.cache.cache, principal.token_id, principal.token_expires_at)
+        await services.revocations.deny(principal.token_id, principal.token_expires_at)
     if refresh_token and (parts := split_refresh_token(refresh_token)):
         async with services.db.connect() as conn:
             row = (await conn.execute(sa.select(refresh_tokens.c.family_id, refresh_tokens.c.secret_hash).where(
@@ -220,7 +219,7 @@ async def logout(services: "Services", principal: Principal, refresh_token: str 
 async def end_all_sessions(services: "Services", user_id: str, reason: str) -> None:
     """Every refresh token and every access token of the user stop working now."""
     await revoke_refresh_tokens(services.db, user_id, reason=reason)
-    await revoke_user_tokens(services.cache.cache, user_id, services.settings.access_token_ttl_s)
+    await services.revocations.revoke_user(user_id, services.settings.access_token_ttl_s)
 
 
 async def change_password(services: "Services", principal: Principal, current: str, new: str) -> None:

@@ -8,19 +8,19 @@ from typing import Mapping
 
 from medflow.auth.keys import KeySet
 from medflow.auth.principal import Principal
-from medflow.auth.revocation import is_revoked
+from medflow.auth.revocation import Revocations
 from medflow.auth.tokens import VerifiedToken, token_problem, verify_access_token
-from medflow.cache.ports import Cache
 
 
 class JwtAuthenticator:
     """Verifies the signature once per token and remembers the result until the token
-    expires (a bounded memo); revocation is checked on every request."""
+    expires (a bounded memo); revocation is checked on every request (see Revocations
+    for how often that reaches the shared cache)."""
 
     MEMO_SIZE = 10_000
 
-    def __init__(self, keys: KeySet, cache: Cache, issuer: str) -> None:
-        self._keys, self._cache, self._issuer = keys, cache, issuer
+    def __init__(self, keys: KeySet, revocations: Revocations, issuer: str) -> None:
+        self._keys, self._revocations, self._issuer = keys, revocations, issuer
         self._verified: OrderedDict[str, VerifiedToken] = OrderedDict()
 
     def _verify(self, token: str) -> VerifiedToken:
@@ -42,6 +42,6 @@ class JwtAuthenticator:
         if scheme.lower() != "bearer" or not token.strip():
             raise token_problem("token-invalid", "Use an Authorization: Bearer <access token> header.")
         verified = self._verify(token.strip())
-        if await is_revoked(self._cache, verified.jti, verified.principal.user_id, verified.issued_at):
+        if await self._revocations.is_revoked(verified.jti, verified.principal.user_id, verified.issued_at):
             raise token_problem("token-revoked", "The access token has been revoked; sign in again.")
         return verified.principal

@@ -4,11 +4,19 @@ Two markers, each kept only as long as an access token can live:
 - a token id on the deny list (logout);
 - a user's "revoked before" instant (disabled, deleted, password changed or reset):
   every token of that user issued earlier is refused.
+
+Checking both markers costs one cache round trip. A process remembers, for
+``recheck_s`` seconds (1 s by default, ``MEDFLOW_REVOCATION_RECHECK_S``), that a token
+was found not revoked, so a client sending many requests costs one round trip per
+second, not one per request. A revocation is therefore seen at once by the process that
+made it (it forgets what it remembered) and by every other process within ``recheck_s``;
+``recheck_s=0`` asks the cache on every request.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 
 from medflow.cache.ports import Cache
 
@@ -21,17 +29,40 @@ def _user_key(user_id: str) -> str:
     return f"auth:revoked-before:{user_id}"
 
 
-async def deny_token(cache: Cache, jti: str, expires_at: float) -> None:
-    ttl = max(1.0, expires_at - time.time() + 10)
-    await cache.set(_deny_key(jti), b"1", ttl)
+class Revocations:
+    """The deny list and revoked-before markers, with a short per-process memo of clean tokens."""
 
+    MEMO_SIZE = 50_000
 
-async def revoke_user_tokens(cache: Cache, user_id: str, access_ttl_s: int, at: float | None = None) -> None:
-    instant = time.time() if at is None else at
-    await cache.set(_user_key(user_id), f"{instant:.3f}".encode(), access_ttl_s + 60)
+    def __init__(self, cache: Cache, recheck_s: float = 1.0, clock=time.monotonic) -> None:
+        self._cache, self._recheck_s, self._clock = cache, recheck_s, clock
+        self._clean: OrderedDict[str, float] = OrderedDict()  # token id -> when it was last found not revoked
 
+    async def deny(self, jti: str, expires_at: float) -> None:
+        """This one access token stops working (logout)."""
+        ttl = max(1.0, expires_at - time.time() + 10)
+        await self._cache.set(_deny_key(jti), b"1", ttl)
+        self._clean.clear()
 
-async def is_revoked(cache: Cache, jti: str, user_id: str, issued_at: float) -> bool:
-    """Both markers in one round trip."""
-    denied, before = await cache.get_many([_deny_key(jti), _user_key(user_id)])
-    return denied is not None or (before is not None and issued_at < float(before))
+    async def revoke_user(self, user_id: str, access_ttl_s: int, at: float | None = None) -> None:
+        """Every access token of the user issued before now stops working."""
+        instant = time.time() if at is None else at
+        await self._cache.set(_user_key(user_id), f"{instant:.3f}".encode(), access_ttl_s + 60)
+        self._clean.clear()
+
+    async def is_revoked(self, jti: str, user_id: str, issued_at: float) -> bool:
+        """Both markers in one round trip, unless this token was found clean less than recheck_s ago."""
+        now = self._clock()
+        checked = self._clean.get(jti)
+        if checked is not None and now - checked < self._recheck_s:
+            return False
+        denied, before = await self._cache.get_many([_deny_key(jti), _user_key(user_id)])
+        revoked = denied is not None or (before is not None and issued_at < float(before))
+        if revoked:
+            self._clean.pop(jti, None)
+        elif self._recheck_s > 0:
+            self._clean[jti] = now
+            self._clean.move_to_end(jti)
+            if len(self._clean) > self.MEMO_SIZE:
+                self._clean.popitem(last=False)
+        return revoked

@@ -24,7 +24,7 @@ from medflow.runtime.body import parse_json, read_limited
 from medflow.runtime.openapi import function_document
 from medflow.runtime.problems import internal_error, invalid, problem_response
 from medflow.runtime.services import ServiceHolder
-from medflow.runtime.spec import Call, FileAnswer, HttpFunction, Operation
+from medflow.runtime.spec import Call, FileAnswer, HttpFunction, Operation, RenderedJson
 from medflow.tracing import activate, child_of, deactivate
 
 log = logging.getLogger("medflow.http")
@@ -66,7 +66,7 @@ class HttpRuntime:
         self.holder = holder
 
     async def handle(self, request: Request, subpath: str | None = None) -> Response:
-        path = subpath if subpath is not None else request.url.path
+        path = subpath if subpath is not None else request.scope["path"]
         path = path or "/"
         trace = child_of(request.headers.get("traceparent"))
         token = activate(trace)
@@ -154,8 +154,10 @@ class HttpRuntime:
                                 background=BackgroundTask(result.path.unlink, missing_ok=True))
         if op.response is None:
             return Response(status_code=op.status)
+        if isinstance(result, RenderedJson):
+            return Response(result.body, status_code=op.status, media_type="application/json")
         model = result if isinstance(result, op.response) else op.response.model_validate(result)
-        return JSONResponse(model.model_dump(mode="json"), status_code=op.status)
+        return Response(model.model_dump_json(), status_code=op.status, media_type="application/json")
 
     async def _health(self) -> Response:
         services = await self.holder.get()

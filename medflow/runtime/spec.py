@@ -66,6 +66,13 @@ class FileAnswer:
     filename: str
 
 
+@dataclass(frozen=True)
+class RenderedJson:
+    """A body already serialised to the operation's response model (see runtime/render.py)."""
+
+    body: bytes
+
+
 @dataclass
 class Operation:
     function: str
