@@ -16,6 +16,7 @@ from pydantic import Field
 from medflow.accounts.schemas import EntityId
 from medflow.audit.trail import audit
 from medflow.auth.principal import ADMIN, STAFF, Access
+from medflow.cache.aside import cache_aside
 from medflow.ids import utcnow
 from medflow.records import annotations as notes
 from medflow.records import cases as use_cases
@@ -217,8 +218,8 @@ async def update_case(call: Call) -> CaseDetail:
     """A versioned edit: send the version you read and why; the old values are kept."""
     me, b = call.caller(), call.body
     changes = b.model_dump(exclude_unset=True, exclude={"version", "reason"})
-    await use_cases.update_case(call.services.db, me.institution_id, call.path["case_id"], changes,
-                                expected_version=b.version, actor_id=me.user_id, reason=b.reason)
+    await use_cases.update_case(call.services.db, cache_aside(call.services), me.institution_id, call.path["case_id"],
+                                changes, expected_version=b.version, actor_id=me.user_id, reason=b.reason)
     await _audit(call, "case.updated", call.path["case_id"], {"fields": sorted(changes)})
     return await _detail(call, call.path["case_id"])
 
@@ -228,8 +229,8 @@ async def update_case(call: Call) -> CaseDetail:
 async def delete_case(call: Call) -> None:
     """Soft delete: the case leaves searches and views; its history stays."""
     me, q = call.caller(), call.query
-    await use_cases.delete_case(call.services.db, me.institution_id, call.path["case_id"], expected_version=q.version,
-                                actor_id=me.user_id, reason=q.reason)
+    await use_cases.delete_case(call.services.db, cache_aside(call.services), me.institution_id, call.path["case_id"],
+                                expected_version=q.version, actor_id=me.user_id, reason=q.reason)
     await _audit(call, "case.deleted", call.path["case_id"])
 
 
@@ -342,7 +343,7 @@ async def annotation_history(call: Call) -> HistoryOut:
 async def release(call: Call) -> CaseDetail:
     """The patient sees this summary (and nothing else of the case) in their records."""
     me, b = call.caller(), call.body
-    await use_cases.update_case(call.services.db, me.institution_id, call.path["case_id"],
+    await use_cases.update_case(call.services.db, cache_aside(call.services), me.institution_id, call.path["case_id"],
                                 {"released_summary": b.summary, "released_at": utcnow()}, expected_version=b.version,
                                 actor_id=me.user_id, reason="released to patient")
     await _audit(call, "case.released", call.path["case_id"])
@@ -354,8 +355,9 @@ async def release(call: Call) -> CaseDetail:
 async def set_quality(call: Call) -> CaseDetail:
     """Data supervision: administrators label quality; they cannot edit clinical content."""
     me, b = call.caller(), call.body
-    await use_cases.update_case(call.services.db, me.institution_id, call.path["case_id"], {"quality_label": b.label},
-                                expected_version=b.version, actor_id=me.user_id, reason=b.reason)
+    await use_cases.update_case(call.services.db, cache_aside(call.services), me.institution_id, call.path["case_id"],
+                                {"quality_label": b.label}, expected_version=b.version, actor_id=me.user_id,
+                                reason=b.reason)
     await _audit(call, "case.quality_labelled", call.path["case_id"], {"label": b.label})
     return await _detail(call, call.path["case_id"])
 

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from medflow.audit.trail import audit
 from medflow.auth.principal import Access
+from medflow.cache.aside import cache_aside
 from medflow.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from medflow.records.overview import released_summaries
 from medflow.records.patients import patient_of_user
@@ -48,7 +49,8 @@ async def my_cases(call: Call) -> ReleasedPage:
     patient = await patient_of_user(call.services.db, me.institution_id, me.user_id)
     if patient is None:
         return ReleasedPage(items=[], next_cursor=None)
-    rows, cursor = await released_summaries(call.services.db, me.institution_id, patient.id, q.limit, q.cursor)
+    rows, cursor = await released_summaries(call.services.db, cache_aside(call.services), me.institution_id, patient.id,
+                                            q.limit, q.cursor)
     await audit(call.services.bus, call.services.catalogue, source="/medflow/my_records", action="patient.self_read",
                 resource_type="patient", outcome="success", actor_id=me.user_id, actor_role=me.role,
                 institution_id=me.institution_id, resource_id=patient.id)

@@ -9,10 +9,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from medflow.cache.aside import CacheAside
+from medflow.cache.ports import Cache
 from medflow.db.engine import Database
 from medflow.db.schema import case_diagnoses, case_items, cases, departments, patients, users
 from medflow.errors import FieldError, not_found, validation_failed
 from medflow.ids import new_id, utcnow
+from medflow.records.released import forget_released
 from medflow.records.versions import apply_change, as_of, history, locked_row
 
 CLINICAL_FIELDS = ("exam_type", "modality", "exam_time", "department_id", "doctor_id", "status", "title",
@@ -82,9 +85,11 @@ async def require_case(db: Database, institution_id: str, case_id: str, *, inclu
     return dict(row)
 
 
-async def update_case(db: Database, institution_id: str, case_id: str, changes: dict[str, Any], *,
-                      expected_version: int, actor_id: str, reason: str | None) -> dict[str, Any]:
-    """A versioned edit; the previous values are kept with who, when and why."""
+async def update_case(db: Database, cache: Cache | CacheAside, institution_id: str, case_id: str,
+                      changes: dict[str, Any], *, expected_version: int, actor_id: str,
+                      reason: str | None) -> dict[str, Any]:
+    """A versioned edit; the previous values are kept with who, when and why. The patient's
+    cached released summaries are forgotten (a release is such an edit)."""
     async with db.transaction() as conn:
         current = await locked_row(conn, cases, institution_id, case_id, "case")
         await _check_references(conn, institution_id, changes)
@@ -92,15 +97,17 @@ async def update_case(db: Database, institution_id: str, case_id: str, changes: 
                                      actor_id=actor_id, reason=reason)
         if "diagnosis_codes" in changes or "exam_time" in changes:
             await _write_diagnoses(conn, updated)
+    await forget_released(cache, institution_id, current["patient_id"])
     return await require_case(db, institution_id, case_id)
 
 
-async def delete_case(db: Database, institution_id: str, case_id: str, *, expected_version: int, actor_id: str,
-                      reason: str | None) -> None:
+async def delete_case(db: Database, cache: Cache | CacheAside, institution_id: str, case_id: str, *,
+                      expected_version: int, actor_id: str, reason: str | None) -> None:
     async with db.transaction() as conn:
         current = await locked_row(conn, cases, institution_id, case_id, "case")
         await apply_change(conn, cases, "case", current, {"deleted_at": utcnow()}, expected_version=expected_version,
                            actor_id=actor_id, reason=reason)
+    await forget_released(cache, institution_id, current["patient_id"])
 
 
 async def case_history(db: Database, institution_id: str, case_id: str):

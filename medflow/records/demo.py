@@ -63,7 +63,7 @@ async def _exams(services: "Services", institution_id: str, patient_id: str, dep
     await add_item(db, institution_id, lab["id"], "lab_panel", "Urinalysis", URINALYSIS, actor)
     await add_item(db, institution_id, lab["id"], "vitals", "At sampling",
                    {"heart_rate_bpm": 72, "systolic_mmhg": 138, "diastolic_mmhg": 86, "temperature_c": 36.6}, actor)
-    await update_case(db, institution_id, lab["id"], {
+    await update_case(db, services.cache.cache, institution_id, lab["id"], {
         "released_summary": "Protein in the urine is slightly raised; kidney function is otherwise stable. "
                             "Please repeat the test in three months.", "released_at": when},
         expected_version=1, actor_id=actor, reason="released to patient")

@@ -9,11 +9,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from medflow.cache.aside import CacheAside, as_aside
+from medflow.cache.ports import Cache
 from medflow.db.engine import Database
 from medflow.db.schema import case_items, cases
 from medflow.records.search import Keyset, decode_keyset, encode_keyset
 from medflow.records.cases import items_of
 from medflow.records.patients import Identifier, Patient, identifiers_of, require_patient
+from medflow.records.released import RELEASED, released_scope
 
 
 @dataclass(frozen=True)
@@ -75,14 +78,31 @@ async def _latest_results(conn, institution_id: str, patient_id: str) -> dict[st
     return latest
 
 
-async def released_summaries(db: Database, institution_id: str, patient_id: str, limit: int,
-                             cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-    """Only what a doctor released: exam type, time, title and the released summary."""
+async def released_summaries(db: Database, cache: Cache | CacheAside, institution_id: str, patient_id: str,
+                             limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """Only what a doctor released: exam type, time, title and the released summary (JSON
+    values: times as ISO 8601), newest first, served cache-aside per patient."""
+    after = _after(cursor)  # a malformed cursor is a 400 before anything is cached
+
+    async def load() -> dict[str, Any]:
+        page, next_cursor = await _load_released(db, institution_id, patient_id, limit, after)
+        return {"items": [_json_row(r) for r in page], "next_cursor": next_cursor}
+
+    found = await as_aside(cache).get(RELEASED, released_scope(institution_id, patient_id),
+                                      f"page:{limit}:{cursor or '-'}", load)
+    return found["items"], found["next_cursor"]
+
+
+def _json_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+async def _load_released(db: Database, institution_id: str, patient_id: str, limit: int,
+                         after) -> tuple[list[dict[str, Any]], str | None]:
     query = (sa.select(cases.c.id, cases.c.exam_type, cases.c.modality, cases.c.exam_time, cases.c.title,
                        cases.c.released_summary, cases.c.released_at)
              .where(cases.c.institution_id == institution_id, cases.c.patient_id == patient_id,
                     cases.c.deleted_at.is_(None), cases.c.released_at.is_not(None)))
-    after = _after(cursor)
     if after:
         query = query.where(cases.c.exam_time <= after[0], sa.or_(cases.c.exam_time < after[0], cases.c.id < after[1]))
     async with db.connect() as conn:

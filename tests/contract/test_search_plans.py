@@ -24,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import create_mysql_database, drop_mysql_database
+from medflow.cache.memory import MemoryCache, MemoryStore
 from medflow.db import migrate
 from medflow.db.engine import Database, sync_url
 from medflow.db.schema import case_diagnoses, cases, departments, institutions, patients, persons, users
@@ -35,6 +36,7 @@ from medflow.records.patients import NewPatient, register_patient
 from medflow.records.search import CaseFilter, Keyset, driving_index, encode_keyset, search_cases, search_statement
 
 BASE_TIME = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
+NO_CACHE = MemoryCache(MemoryStore())  # the corpus is written before anyone reads released summaries
 TITLES = ("Chest CT", "Renal 50% done", "Renal 501", "Knee_MRI", "Knee MRI", "")
 CODES = ((), ("J18.9",), ("I10",), ("J18.9", "I10"))
 
@@ -82,10 +84,10 @@ async def _cases(db: Database, institution_id: str, patient_ids: list[str], dept
             doctor_id=(*doctor_ids, None)[(i // 3) % 3], diagnosis_codes=CODES[i % 4]), actor_id=doctor_ids[0])
         labels = {"annotation_status": ("none", "in_progress", "annotated", "reviewed")[(i // 6) % 4],
                   "quality_label": ("unchecked", "good", "incomplete", "poor")[(i // 8) % 4]}
-        updated = await update_case(db, institution_id, created["id"], labels, expected_version=1,
+        updated = await update_case(db, NO_CACHE, institution_id, created["id"], labels, expected_version=1,
                                     actor_id=doctor_ids[0], reason="labels")
         if i % 11 == 5:
-            await delete_case(db, institution_id, created["id"], expected_version=updated["version"],
+            await delete_case(db, NO_CACHE, institution_id, created["id"], expected_version=updated["version"],
                               actor_id=doctor_ids[0], reason="entered in error")
 
 

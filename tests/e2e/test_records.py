@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from medflow.cache.aside import cache_aside
 from medflow.db.schema import cases, patient_identifiers, persons, record_versions
 from records_support import actor, case, institution, patient
 
@@ -179,6 +180,33 @@ async def test_a_patient_sees_only_what_was_released_to_them(platform, team):
     assert set(page["items"][0]) == {"id", "exam_type", "modality", "exam_time", "title", "released_summary", "released_at"}
     _problem(await platform.get(f"/api/cases/cases/{theirs['id']}", headers=me.headers), 403, "forbidden")
     _problem(await platform.get(f"/api/patients/patients/{mine['id']}", headers=me.headers), 403, "forbidden")
+
+
+async def test_released_summaries_are_served_from_cache_and_every_change_shows_at_once(platform, team):
+    doctor, _, _ = team
+    me = await actor(platform, "MFGH", "pat.c", "patient")
+    mine = await patient(platform, doctor, "A-21", "Me again", user_id=me.user_id)
+    first = await case(platform, doctor, mine["id"], title="First result")
+    assert (await platform.post(f"/api/cases/cases/{first['id']}/release", headers=doctor.headers,
+                                json={"version": 1, "summary": "Normal."})).status_code == 200
+    stats = lambda: cache_aside(platform.services).stats().get("released_summaries", {"hits": 0, "loads": 0})  # noqa: E731
+    before = stats()
+    for _ in range(5):
+        page = (await platform.get("/api/my_records/cases", headers=me.headers)).json()
+        assert [c["title"] for c in page["items"]] == ["First result"]
+    after = stats()
+    assert after["loads"] - before["loads"] == 1 and after["hits"] - before["hits"] == 4
+
+    second = await case(platform, doctor, mine["id"], title="Second result")
+    assert (await platform.post(f"/api/cases/cases/{second['id']}/release", headers=doctor.headers,
+                                json={"version": 1, "summary": "Also normal."})).status_code == 200
+    page = (await platform.get("/api/my_records/cases", headers=me.headers)).json()
+    assert {c["title"] for c in page["items"]} == {"First result", "Second result"}
+    removed = await platform.delete(f"/api/cases/cases/{first['id']}", headers=doctor.headers,
+                                    params={"version": 2, "reason": "entered in error"})
+    assert removed.status_code == 204, removed.text
+    page = (await platform.get("/api/my_records/cases", headers=me.headers)).json()
+    assert [c["title"] for c in page["items"]] == ["Second result"]
 
 
 async def test_admins_label_quality_but_cannot_edit_clinical_content(platform, team):
