@@ -320,7 +320,6 @@ imaging_studies = sa.Table(
     sa.Column("study_time", sa.String(16), nullable=True),
     sa.Column("accession_number", sa.String(16), nullable=True),
     sa.Column("description", sa.String(64), nullable=True),
-    sa.Column("modalities", sa.String(100), nullable=False, server_default=""),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("institution_id", "study_uid"),
     # QIDO indexes by the leftmost-prefix rule: institution, one equality filter, then the
@@ -338,7 +337,8 @@ imaging_study_modalities = sa.Table(
     sa.Column("modality", sa.String(16), primary_key=True),
     id_column("institution_id", nullable=False),
     sa.Column("study_date", sa.Date, nullable=False),
-    sa.Index(None, "institution_id", "modality", "study_date", "study_id"),
+    # named: the conventional name passes MySQL's 64-character limit
+    sa.Index("ix_imaging_study_modalities_search", "institution_id", "modality", "study_date", "study_id"),
 )
 
 imaging_series = sa.Table(
@@ -364,7 +364,7 @@ imaging_instances = sa.Table(
     id_column("series_id", sa.ForeignKey("imaging_series.id"), nullable=False),
     sa.Column("sop_instance_uid", sa.String(64), nullable=False),
     sa.Column("sop_class_uid", sa.String(64), nullable=False),
-    sa.Column("instance_number", sa.Integer, nullable=True),
+    sa.Column("instance_number", sa.Integer, nullable=False, server_default="0"),
     sa.Column("transfer_syntax_uid", sa.String(64), nullable=False),
     sa.Column("rows", sa.Integer, nullable=True),
     sa.Column("columns", sa.Integer, nullable=True),

@@ -28,7 +28,6 @@ def upgrade() -> None:
     sa.Column('study_time', sa.String(length=16), nullable=True),
     sa.Column('accession_number', sa.String(length=16), nullable=True),
     sa.Column('description', sa.String(length=64), nullable=True),
-    sa.Column('modalities', sa.String(length=100), server_default='', nullable=False),
     sa.Column('created_at', UTCDateTime, nullable=False),
     sa.ForeignKeyConstraint(['institution_id'], ['institutions.id'], name=op.f('fk_imaging_studies_institution_id_institutions')),
     sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_imaging_studies_patient_id_patients')),
@@ -70,7 +69,7 @@ def upgrade() -> None:
     **_TABLE,
     )
     with op.batch_alter_table('imaging_study_modalities', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_imaging_study_modalities_institution_id_modality_study_date_study_id'), ['institution_id', 'modality', 'study_date', 'study_id'], unique=False)
+        batch_op.create_index('ix_imaging_study_modalities_search', ['institution_id', 'modality', 'study_date', 'study_id'], unique=False)
 
     op.create_table('imaging_instances',
     sa.Column('id', sa.String(length=26), nullable=False),
@@ -79,7 +78,7 @@ def upgrade() -> None:
     sa.Column('series_id', sa.String(length=26), nullable=False),
     sa.Column('sop_instance_uid', sa.String(length=64), nullable=False),
     sa.Column('sop_class_uid', sa.String(length=64), nullable=False),
-    sa.Column('instance_number', sa.Integer(), nullable=True),
+    sa.Column('instance_number', sa.Integer(), server_default='0', nullable=False),
     sa.Column('transfer_syntax_uid', sa.String(length=64), nullable=False),
     sa.Column('rows', sa.Integer(), nullable=True),
     sa.Column('columns', sa.Integer(), nullable=True),
