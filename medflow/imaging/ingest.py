@@ -73,9 +73,12 @@ async def ingest_file(services: "Services", institution_id: str, path: Path, siz
     with open(path, "rb") as stream:          # object first (streamed from the spool file)
         info = await services.objects.put(BUCKET, key, stream, "application/dicom")
     try:
-        patient_id = await _patient(services, institution_id, parsed)
-        study_id = await _study(services, institution_id, patient_id, parsed)
-        series_id = await _series(services, institution_id, study_id, parsed)
+        study_id, series_id = await _known(services, institution_id, parsed)
+        if study_id is None:
+            patient_id = await _patient(services, institution_id, parsed)
+            study_id = await _study(services, institution_id, patient_id, parsed)
+        if series_id is None:
+            series_id = await _series(services, institution_id, study_id, parsed)
     except Rejected as exc:
         await services.objects.delete(BUCKET, key)
         return Outcome("rejected", reason=exc.reason, detail=exc.detail, **ids)
@@ -99,6 +102,23 @@ async def _instance_exists(services: "Services", institution_id: str, sop_uid: s
         return (await conn.execute(sa.select(imaging_instances.c.id).where(
             imaging_instances.c.institution_id == institution_id,
             imaging_instances.c.sop_instance_uid == sop_uid))).first() is not None
+
+
+async def _known(services: "Services", institution_id: str, p: Parsed) -> tuple[str | None, str | None]:
+    """(study id, series id) already indexed, in one query (the common case in a batch: both
+    known). A study indexed under another patient's MRN is a ``patient-mismatch``."""
+    statement = (sa.select(imaging_studies.c.id, patients.c.mrn, imaging_series.c.id.label("series_id"))
+                 .select_from(imaging_studies.join(patients, patients.c.id == imaging_studies.c.patient_id)
+                              .outerjoin(imaging_series, sa.and_(imaging_series.c.study_id == imaging_studies.c.id,
+                                                                 imaging_series.c.series_uid == p.series_uid)))
+                 .where(imaging_studies.c.institution_id == institution_id, imaging_studies.c.study_uid == p.study_uid))
+    async with services.db.connect() as conn:
+        row = (await conn.execute(statement)).first()
+    if row is None:
+        return None, None
+    if row.mrn != p.patient_id:
+        raise Rejected("patient-mismatch", "The study is already indexed under another patient.")
+    return row.id, row.series_id
 
 
 async def _patient(services: "Services", institution_id: str, p: Parsed) -> str:
