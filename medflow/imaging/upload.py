@@ -182,14 +182,15 @@ async def _multipart(services: "Services", institution_id: str, boundary: bytes,
         await dispatch()
         for index, task in tasks.items():
             outcomes[index] = await task
-    finally:
+    finally:   # on any error: stop what runs, then no spool file outlives the request
         for task in tasks.values():
             if not task.done():
                 task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
         for part in parts:
             if part.handle is not None:
                 part.handle.close()
-            if part.path is not None and part.index not in tasks:
+            if part.path is not None:
                 part.path.unlink(missing_ok=True)
     if not parts:
         raise bad_request("The multipart body holds no parts.", code="malformed-multipart")

@@ -18,16 +18,9 @@ from PIL import Image
 from medflow.db.schema import audit_log, imaging_instances, imaging_studies, patients
 from medflow.imaging.ingest import BUCKET
 from imaging_support import instance, multipart
-from records_support import actor, patient
+from records_support import actor, patient, problem as _problem
 
 DICOM = {"content-type": "application/dicom"}
-
-
-def _problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["code"] == code
-    return response.json()
 
 
 @pytest.fixture
@@ -248,3 +241,15 @@ async def test_ct_render_applies_rescale_and_the_requested_window(platform, team
     assert 120 < await centre() < 160
     assert await centre(window_center=0, window_width=20) == 255
     assert await centre(window_center=500, window_width=20) == 0
+
+
+async def test_an_instance_naming_another_patient_for_a_known_study_is_rejected(platform, team):
+    doctor, *_ = team
+    first = instance(patient_id="MR-11", study_uid="1.2.826.0.1.3680043.8.498.1")
+    other = instance(patient_id="MR-12", study_uid="1.2.826.0.1.3680043.8.498.1")
+    assert (await platform.post("/api/imaging_ingest/instances", headers={**doctor.headers, **DICOM},
+                                content=first)).json()["stored"] == 1
+    answer = (await platform.post("/api/imaging_ingest/instances", headers={**doctor.headers, **DICOM},
+                                  content=other)).json()["instances"][0]
+    assert (answer["status"], answer["reason"]) == ("rejected", "patient-mismatch")
+    assert len(await _objects(platform, doctor.institution_id)) == await _rows(platform, imaging_instances) == 1
