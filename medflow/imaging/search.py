@@ -82,7 +82,7 @@ STUDY_COLUMNS = (imaging_studies.c.id, imaging_studies.c.study_uid, imaging_stud
                  imaging_studies.c.description)
 
 
-def study_statement(f: StudyFilter, patient_ids: list[str], limit: int, after: tuple[date, str] | None) -> sa.Select:
+def study_statement(f: StudyFilter, limit: int, after: tuple[date, str] | None) -> sa.Select:
     index = _driver(f)
     by_modality = index == MODALITY_INDEX
     driver = imaging_study_modalities if by_modality else imaging_studies
@@ -90,7 +90,10 @@ def study_statement(f: StudyFilter, patient_ids: list[str], limit: int, after: t
     sort_id = imaging_study_modalities.c.study_id if by_modality else imaging_studies.c.id
     source = (imaging_study_modalities.join(imaging_studies, imaging_studies.c.id == imaging_study_modalities.c.study_id)
               if by_modality else imaging_studies)
-    statement = sa.select(*STUDY_COLUMNS, patients.c.mrn, patients.c.display_name).select_from(
+    listed = imaging_study_modalities.alias("listed")
+    modalities = (sa.select(sa.func.group_concat(listed.c.modality)).where(listed.c.study_id == imaging_studies.c.id)
+                  .correlate(imaging_studies).scalar_subquery().label("modality_list"))      # a primary-key range per row, same round trip
+    statement = sa.select(*STUDY_COLUMNS, patients.c.mrn, patients.c.display_name, modalities).select_from(
         source.join(patients, patients.c.id == imaging_studies.c.patient_id))
     for dialect in _HINT_DIALECTS:
         statement = statement.with_hint(driver, f"FORCE INDEX ({index})", dialect)
@@ -100,9 +103,11 @@ def study_statement(f: StudyFilter, patient_ids: list[str], limit: int, after: t
     elif f.modality:
         where.append(sa.exists().where(imaging_study_modalities.c.study_id == imaging_studies.c.id,
                                        imaging_study_modalities.c.modality == f.modality))
-    if f.patient_id or f.mrn:
-        where.append(imaging_studies.c.patient_id.in_(patient_ids) if len(patient_ids) != 1
-                     else imaging_studies.c.patient_id == patient_ids[0])
+    if f.patient_id:
+        where.append(imaging_studies.c.patient_id == f.patient_id)
+    if f.mrn:   # (institution_id, mrn) is unique: a constant subquery, then the patient index in order
+        where.append(imaging_studies.c.patient_id == sa.select(patients.c.id).where(
+            patients.c.institution_id == f.institution_id, patients.c.mrn == f.mrn).scalar_subquery())
     if f.accession_number:
         where.append(imaging_studies.c.accession_number == f.accession_number)
     if f.description_contains:
@@ -136,26 +141,10 @@ async def search_studies(db: Database, f: StudyFilter, limit: int, cursor: str |
     _check_limit(limit)
     after = _decode(cursor) if cursor else None
     async with db.connect() as conn:
-        patient_ids: list[str] = []
-        if f.mrn:
-            patient_ids = list((await conn.execute(sa.select(patients.c.id).where(
-                patients.c.institution_id == f.institution_id, patients.c.mrn == f.mrn))).scalars())
-            if f.patient_id:
-                patient_ids = [p for p in patient_ids if p == f.patient_id]
-            if not patient_ids:
-                return [], None
-        elif f.patient_id:
-            patient_ids = [f.patient_id]
-        rows = (await conn.execute(study_statement(f, patient_ids, limit + 1, after))).all()
-        page = [dict(r._mapping) for r in rows[:limit]]
-        if page:
-            mods = (await conn.execute(sa.select(imaging_study_modalities.c.study_id, imaging_study_modalities.c.modality)
-                                       .where(imaging_study_modalities.c.study_id.in_([r["id"] for r in page])))).all()
-            by_study: dict[str, list[str]] = {}
-            for study_id, modality in mods:
-                by_study.setdefault(study_id, []).append(modality)
-            for r in page:
-                r["modalities"] = sorted(by_study.get(r["id"], []))
+        rows = (await conn.execute(study_statement(f, limit + 1, after))).all()
+    page = [dict(r._mapping) for r in rows[:limit]]
+    for r in page:
+        r["modalities"] = sorted(filter(None, (r.pop("modality_list") or "").split(",")))
     next_cursor = encode_cursor([page[-1]["study_date"].isoformat(), page[-1]["id"]]) if len(rows) > limit else None
     return page, next_cursor
 
