@@ -104,3 +104,43 @@ def test_the_run_command_starts_the_receiver_and_shows_demo_images(tmp_path):
                               headers=headers, timeout=30).json()["items"]
             time.sleep(0.3)
         assert found and found[0]["mrn"] == "MFGH-000103"
+
+
+def test_the_standalone_receiver_process_stores_what_it_receives(tmp_path):
+    """``medflow dicom-scp`` alone (the cluster's long-running Deployment), here on the
+    embedded adapters: it delivers the arrival to imaging_arrivals in its own process."""
+    import socket
+    import sqlite3
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = tmp_path / "data"
+    env = {"MEDFLOW_DATA_DIR": str(data)}
+    seed = ("import asyncio\nfrom medflow.bootstrap import build_services\nfrom medflow.db import migrate\n"
+            "from medflow.demo import seed_institutions\n"
+            "async def main():\n    s = build_services()\n    migrate.upgrade(s.settings.resolved_database_url())\n"
+            "    await s.objects.ensure_buckets()\n    await seed_institutions(s)\n    await s.close()\n"
+            "asyncio.run(main())\n")
+    from support_processes import _clean_env
+    subprocess.run([sys.executable, "-c", seed], env=_clean_env(env), check=True, capture_output=True, timeout=120)
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "medflow"), "dicom-scp", "--institution", "MFGH", "--host", "127.0.0.1",
+               "--port", str(port)]
+    with running(command, env, tmp_path / "scp.log"):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        sent = _dataset(instance(patient_id="ALONE-1"))
+        assert _send(port, [sent]) == (0x0000, [0x0000])
+        deadline, count = time.monotonic() + 30, 0
+        while not count and time.monotonic() < deadline:
+            with sqlite3.connect(data / "medflow.sqlite3") as db:
+                count = db.execute("SELECT COUNT(*) FROM imaging_instances WHERE sop_instance_uid = ?",
+                                   (str(sent.SOPInstanceUID),)).fetchone()[0]
+            time.sleep(0.3)
+        assert count == 1
