@@ -1,4 +1,5 @@
-"""``medflow``: migrate, seed demo data, serve the one-process platform, run the event relay."""
+"""``medflow``: migrate, seed demo data, serve the one-process platform, run the event relay,
+receive DICOM over DIMSE (``dicom-scp``)."""
 
 from __future__ import annotations
 
@@ -29,13 +30,70 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     if args.migrate:
         migrate.upgrade(settings.resolved_database_url())
-    on_start = None
+    steps = []
     if args.demo:
         from medflow.demo import seed
-        on_start = seed
+        steps.append(seed)
+    if args.dicom_port is not None:
+        steps.append(_scp_starter(args.dicom_institution, args.dicom_host, args.dicom_port))
+
+    async def on_start(services) -> None:
+        for step in steps:
+            await step(services)
+
     app = create_app(build_services(settings), on_start=on_start)
     print(f"MedFlow on http://{args.host}:{args.port}  (API reference: /api/docs, health: /healthz)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+def _scp_starter(institution_code: str, host: str, port: int):
+    """A start step that runs the DICOM C-STORE receiver inside this process (its own threads,
+    this process's store and bus: the embedded run's in-process events reach imaging_arrivals)."""
+    async def start(services) -> None:
+        from medflow.imaging.scp import StorageSCP, institution_id_of
+        scp = StorageSCP(services, await institution_id_of(services, institution_code), asyncio.get_running_loop())
+        bound = scp.start(host, port)
+        print(f"DICOM C-STORE/C-ECHO receiver on {host}:{bound}, AE title {scp.ae.ae_title}, "
+              f"institution {institution_code}", flush=True)
+    return start
+
+
+def _dicom_scp(args: argparse.Namespace) -> int:
+    """The receiver alone, as a long-running process (the cluster's Deployment). On the
+    embedded in-process bus it delivers arrivals to imaging_arrivals itself."""
+    from medflow.bootstrap import build_services
+    from medflow.runtime.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+
+    async def run() -> None:
+        from medflow.imaging.scp import StorageSCP, institution_id_of
+        services = build_services(settings)
+        await services.objects.ensure_buckets()
+        if not settings.kafka_bootstrap:
+            from medflow.runtime.entry import runtime_for
+            from medflow.runtime.registry import load_specs
+            from medflow.runtime.server import subscribe_event_functions
+            from medflow.runtime.services import ServiceHolder
+            holder = ServiceHolder(services=services)
+            subscribe_event_functions(services, {s.name: runtime_for(s, holder) for s in load_specs()})
+        await services.bus.start()
+        scp = StorageSCP(services, await institution_id_of(services, args.institution), asyncio.get_running_loop(),
+                         ae_title=args.ae_title)
+        bound = scp.start(args.host, args.port)
+        print(f"DICOM C-STORE/C-ECHO receiver on {args.host}:{bound}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            scp.stop()
+            await services.close()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
@@ -54,7 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--port", type=int, default=8080)
     s.add_argument("--demo", action="store_true", help="create the demo data at start")
     s.add_argument("--migrate", action="store_true", help="apply migrations before serving")
+    s.add_argument("--dicom-port", type=int, default=None,
+                   help="also run the DICOM C-STORE/C-ECHO receiver on this port")
+    s.add_argument("--dicom-host", default="127.0.0.1")
+    s.add_argument("--dicom-institution", default="MFGH", help="institution code the receiver stores for")
     s.set_defaults(run=_serve)
+    d = sub.add_parser("dicom-scp", help="receive DICOM over DIMSE (C-STORE, C-ECHO): a long-running process")
+    d.add_argument("--institution", required=True, help="institution code the received instances belong to")
+    d.add_argument("--host", default="0.0.0.0")
+    d.add_argument("--port", type=int, default=11112)
+    d.add_argument("--ae-title", default=None)
+    d.set_defaults(run=_dicom_scp)
     sub.add_parser("relay", help="deliver Kafka events to CloudEvent functions over HTTP (see relay --help)")
     args = parser.parse_args(argv)
     try:

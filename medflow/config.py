@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     url_signing_key: SecretStr | None = None
     public_base_url: str = "http://127.0.0.1:8080"
 
+    # Imaging: the largest DICOM instance and upload accepted, parallel ingestions per batch,
+    # and the DICOM C-STORE receiver (medflow dicom-scp; `serve` starts one when given a port).
+    imaging_max_instance_bytes: int = Field(512 * 1_048_576, ge=1024, le=4 * 1_073_741_824)
+    imaging_max_upload_bytes: int = Field(1_073_741_824, ge=1024, le=64 * 1_073_741_824)
+    imaging_concurrency: int = Field(4, ge=1, le=64)
+    dicom_ae_title: str = Field("MEDFLOW", pattern=r"^[A-Za-z0-9_ -]{1,16}$")
+
     # Search exports answered at once up to this many rows (larger ones become jobs).
     export_max_rows: int = Field(10_000, ge=1, le=1_000_000)
 

@@ -10,4 +10,5 @@ bash scripts/setup-python.sh functions
 export MEDFLOW_DATA_DIR="${MEDFLOW_DATA_DIR:-$REPO/.local/data}"
 PORT="${MEDFLOW_PORT:-8080}"
 export MEDFLOW_PUBLIC_BASE_URL="${MEDFLOW_PUBLIC_BASE_URL:-http://127.0.0.1:$PORT}"
-exec .venv/bin/medflow serve --migrate --demo --host 127.0.0.1 --port "$PORT"
+DICOM_PORT="${MEDFLOW_DICOM_PORT:-11112}"   # the DICOM C-STORE/C-ECHO receiver (AE title MEDFLOW)
+exec .venv/bin/medflow serve --migrate --demo --host 127.0.0.1 --port "$PORT" --dicom-port "$DICOM_PORT"

@@ -302,3 +302,79 @@ announcements = sa.Table(
     sa.Column("deleted_at", UTCDateTime, nullable=True),
     sa.Index(None, "institution_id", "published_at", "id"),
 )
+
+# --- Imaging: DICOM Patient / Study / Series / Instance (issue #5) -------------------------
+# A study belongs to one patient of one institution (linked through the MPI by the DICOM
+# PatientID, the institution's MRN). UIDs are unique within an institution. An instance row
+# exists only once its object is stored (object first, then row; see medflow/imaging/ingest.py).
+
+imaging_studies = sa.Table(
+    "imaging_studies", metadata,
+    id_column(primary_key=True),
+    id_column("institution_id", sa.ForeignKey("institutions.id"), nullable=False),
+    id_column("patient_id", sa.ForeignKey("patients.id"), nullable=False),
+    sa.Column("study_uid", sa.String(64), nullable=False),
+    # StudyDate, or the day the study was first stored when the header has none (the
+    # header JSON keeps what was sent); the search order is (study_date DESC, id DESC).
+    sa.Column("study_date", sa.Date, nullable=False),
+    sa.Column("study_time", sa.String(16), nullable=True),
+    sa.Column("accession_number", sa.String(16), nullable=True),
+    sa.Column("description", sa.String(64), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("institution_id", "study_uid"),
+    # QIDO indexes by the leftmost-prefix rule: institution, one equality filter, then the
+    # keyset order (study_date, id).
+    sa.Index(None, "institution_id", "study_date", "id"),
+    sa.Index(None, "institution_id", "patient_id", "study_date", "id"),
+    sa.Index(None, "institution_id", "accession_number", "study_date", "id"),
+)
+
+# One row per (study, modality): the study search by modality reads this index, as case
+# searches read case_diagnoses.
+imaging_study_modalities = sa.Table(
+    "imaging_study_modalities", metadata,
+    id_column("study_id", sa.ForeignKey("imaging_studies.id"), primary_key=True),
+    sa.Column("modality", sa.String(16), primary_key=True),
+    id_column("institution_id", nullable=False),
+    sa.Column("study_date", sa.Date, nullable=False),
+    # named: the conventional name passes MySQL's 64-character limit
+    sa.Index("ix_imaging_study_modalities_search", "institution_id", "modality", "study_date", "study_id"),
+)
+
+imaging_series = sa.Table(
+    "imaging_series", metadata,
+    id_column(primary_key=True),
+    id_column("institution_id", sa.ForeignKey("institutions.id"), nullable=False),
+    id_column("study_id", sa.ForeignKey("imaging_studies.id"), nullable=False),
+    sa.Column("series_uid", sa.String(64), nullable=False),
+    sa.Column("modality", sa.String(16), nullable=False),
+    sa.Column("series_number", sa.Integer, nullable=True),
+    sa.Column("description", sa.String(64), nullable=True),
+    sa.Column("body_part", sa.String(16), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("institution_id", "series_uid"),
+    sa.Index(None, "study_id", "series_number", "id"),
+)
+
+imaging_instances = sa.Table(
+    "imaging_instances", metadata,
+    id_column(primary_key=True),
+    id_column("institution_id", sa.ForeignKey("institutions.id"), nullable=False),
+    id_column("study_id", sa.ForeignKey("imaging_studies.id"), nullable=False),
+    id_column("series_id", sa.ForeignKey("imaging_series.id"), nullable=False),
+    sa.Column("sop_instance_uid", sa.String(64), nullable=False),
+    sa.Column("sop_class_uid", sa.String(64), nullable=False),
+    sa.Column("instance_number", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("transfer_syntax_uid", sa.String(64), nullable=False),
+    sa.Column("rows", sa.Integer, nullable=True),
+    sa.Column("columns", sa.Integer, nullable=True),
+    sa.Column("frames", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("object_key", sa.String(300), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("header", sa.JSON, nullable=False),      # DICOM JSON model, bulk data left out
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("institution_id", "sop_instance_uid"),
+    sa.Index(None, "series_id", "instance_number", "id"),
+    sa.Index(None, "study_id"),
+)

@@ -18,7 +18,8 @@ from starlette.background import BackgroundTask
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from medflow.auth.principal import Access, Principal
-from medflow.errors import FieldError, Problem, TransientError, forbidden, not_found, unauthenticated, validation_failed
+from medflow.errors import (FieldError, Problem, TransientError, bad_request, forbidden, not_found, too_large,
+                            unauthenticated, unsupported_media_type, validation_failed)
 from medflow.runtime import metrics
 from medflow.runtime.body import parse_json, read_limited
 from medflow.runtime.openapi import function_document
@@ -117,9 +118,14 @@ class HttpRuntime:
         principal = await services.authenticator(request.headers)
         authorize(op.access, principal)
         query = self._query(op, request)
-        body = await self._body(op, request, services.settings.max_body_bytes)
+        stream = None
+        if op.consumes:
+            stream = self._stream(op, request, services.settings.max_body_bytes)
+            body = None
+        else:
+            body = await self._body(op, request, services.settings.max_body_bytes)
         address = client_address(request, services.settings.trusted_proxy_hops)
-        result = await op.handler(Call(services, principal, params, query, body, trace, request.headers, address))
+        result = await op.handler(Call(services, principal, params, query, body, trace, request.headers, address, stream))
         return self._respond(op, result)
 
     @staticmethod
@@ -133,6 +139,21 @@ class HttpRuntime:
             return op.query.model_validate(items)
         except ValidationError as exc:
             raise invalid(exc, "query") from None
+
+    @staticmethod
+    def _stream(op: Operation, request: Request, default_limit: int):
+        """The body's chunks, unread: 415 for a media type the operation does not consume, 413
+        for a declared length past its limit (the handler enforces the limit while reading)."""
+        media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+        if media not in op.consumes:
+            raise unsupported_media_type(" or ".join(op.consumes))
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise bad_request("Content-Length is not a number.")
+            if int(declared) > (op.max_body_bytes or default_limit):
+                raise too_large(op.max_body_bytes or default_limit)
+        return request.stream()
 
     @staticmethod
     async def _body(op: Operation, request: Request, default_limit: int) -> BaseModel | None:

@@ -86,6 +86,9 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
         doc["security"] = [{"bearer": []}]
     if op.body is not None:
         doc["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": _REF.format(model=op.body.__name__)}}}}
+    elif op.consumes:
+        doc["requestBody"] = {"required": True, "content": {m: {"schema": {"type": "string", "format": "binary"}}
+                                                            for m in op.consumes}}
     ok: dict[str, Any] = {"description": "Success"}
     if op.produces:
         ok["content"] = {op.produces: {"schema": {"type": "string", "format": "binary"}}}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping
 
 from cloudevents.http import CloudEvent
 from pydantic import BaseModel, ConfigDict
@@ -47,6 +47,7 @@ class Call:
     trace: TraceContext
     headers: Mapping[str, str]
     client_address: str | None = None
+    stream: AsyncIterator[bytes] | None = None   # the raw body, for operations declared ``consumes=``
 
     def caller(self) -> Principal:
         """The authenticated caller (operations that are not public always have one)."""
@@ -88,6 +89,7 @@ class Operation:
     max_body_bytes: int | None = None
     errors: tuple[int, ...] = ()
     produces: str | None = None        # media type of a file answer (the handler returns FileAnswer)
+    consumes: tuple[str, ...] = ()     # media types of a streamed body (the handler reads ``call.stream``)
     regex: re.Pattern = field(init=False)
 
     def __post_init__(self) -> None:
@@ -112,10 +114,13 @@ class HttpFunction:
     def operation(self, method: str, path: str, *, access: Access, response: type[BaseModel] | None,
                   summary: str, status: int = 200, query: type[BaseModel] | None = None,
                   body: type[BaseModel] | None = None, max_body_bytes: int | None = None,
-                  errors: tuple[int, ...] = (), produces: str | None = None) -> Callable[[Handler], Handler]:
+                  errors: tuple[int, ...] = (), produces: str | None = None,
+                  consumes: tuple[str, ...] = ()) -> Callable[[Handler], Handler]:
+        """``consumes`` declares a streamed (non-JSON) body: the runtime checks its media type
+        and declared length (``max_body_bytes``) and hands the chunks to the handler unread."""
         def register(handler: Handler) -> Handler:
             self.operations.append(Operation(self.name, method.upper(), path, handler, access, summary, response,
-                                             status, query, body, max_body_bytes, errors, produces))
+                                             status, query, body, max_body_bytes, errors, produces, consumes))
             return handler
         return register
 

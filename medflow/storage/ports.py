@@ -1,6 +1,6 @@
 """The interface of the object store, held by one contract suite for both adapters.
 
-Buckets are logical names (``dicom``, ``renders``, ``exports``, ``models``, ``knowledge``,
+Buckets are logical names (``dicom``, ``renders``, ``exports``, ``models``, ``knowledge``, ``incoming``,
 ``archive``); the adapter maps them to real buckets (``<prefix>-<name>``). Writes are
 atomic: an object is either wholly there or not there. Reads are streamed.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import AsyncIterator, BinaryIO, Protocol
 
-BUCKETS = ("dicom", "renders", "exports", "models", "knowledge", "archive")
+BUCKETS = ("dicom", "renders", "exports", "models", "knowledge", "archive", "incoming")
 _KEY = re.compile(r"^[A-Za-z0-9!_.*'()\-][A-Za-z0-9!_.*'()\-/]{0,1023}$")
 
 

@@ -5,7 +5,8 @@ call runs in a worker thread so the event loop never blocks.
 
 - ``put`` streams through boto3's managed upload: objects above 8 MiB go multipart, one
   part in memory per worker, never the whole file; S3 makes the object visible whole or
-  not at all. The SHA-256 goes into the object metadata (``x-amz-meta-sha256``) whenever
+  not at all. A seekable stream or bytes under 8 MiB go up in one ``PutObject`` instead
+  (no transfer threads, no HEAD afterwards: the returned time is the client's clock). The SHA-256 goes into the object metadata (``x-amz-meta-sha256``) whenever
   it is known before the upload: for bytes, and for seekable streams (one extra local
   read pass, then a seek back). A non-seekable stream is hashed while it is uploaded, so
   its SHA-256 is only in the ``ObjectInfo`` that ``put`` returns; ``head`` gives None.
@@ -23,7 +24,7 @@ import asyncio
 import functools
 import hashlib
 import io
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, AsyncIterator, BinaryIO, Callable
 from urllib.parse import quote
 
@@ -145,6 +146,14 @@ class S3ObjectStore:
         sha256 = _sha256_and_rewind(stream) if _seekable(stream) else None
         reader = stream if sha256 else _HashingReader(stream)
         extra = {"ContentType": content_type, "Metadata": {**metadata, **({"sha256": sha256} if sha256 else {})}}
+        size = _remaining(stream) if sha256 else None
+        if size is not None and size < self._transfer.multipart_threshold:
+            # One PUT, no transfer-manager threads and no HEAD afterwards: the object is
+            # small, its size and hash are known; S3 answers with its ETag.
+            response = _mapped_errors(functools.partial(
+                self._s3.put_object, Bucket=self.bucket_name(bucket), Key=key, Body=stream, ContentLength=size, **extra))
+            return ObjectInfo(bucket, key, size, response["ETag"].strip('"'), content_type,
+                              datetime.now(timezone.utc), sha256)
         try:
             _mapped_errors(functools.partial(self._s3.upload_fileobj, reader, self.bucket_name(bucket), key,
                                              ExtraArgs=extra, Config=self._transfer))
@@ -190,6 +199,14 @@ def _seekable(stream: BinaryIO) -> bool:
         return stream.seekable()
     except (AttributeError, ValueError):
         return False
+
+
+def _remaining(stream: BinaryIO) -> int:
+    """Bytes from the position to the end of a seekable stream (the position is kept)."""
+    start = stream.tell()
+    end = stream.seek(0, io.SEEK_END)
+    stream.seek(start)
+    return end - start
 
 
 def _sha256_and_rewind(stream: BinaryIO) -> str:

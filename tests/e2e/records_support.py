@@ -59,3 +59,11 @@ async def case(platform, doctor: Actor, patient_id: str, **fields) -> dict:
     response = await platform.post("/api/cases/cases", headers=doctor.headers, json=body)
     assert response.status_code == 201, response.text
     return response.json()
+
+
+def problem(response, status: int, code: str) -> dict:
+    """The problem+json body of an error answer, after checking its status and code."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == code
+    return response.json()

@@ -1,0 +1,1 @@
+"""DICOM without a web framework: parsing headers (pixels deferred), rendering, generating."""
