@@ -87,7 +87,9 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     if op.body is not None:
         doc["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": _REF.format(model=op.body.__name__)}}}}
     ok: dict[str, Any] = {"description": "Success"}
-    if op.produces:
+    if op.produces == "text/event-stream":
+        ok["content"] = {op.produces: {"schema": {"type": "string", "description": "Server-sent events."}}}
+    elif op.produces:
         ok["content"] = {op.produces: {"schema": {"type": "string", "format": "binary"}}}
     elif op.response is not None:
         ok["content"] = {"application/json": {"schema": {"$ref": _REF.format(model=op.response.__name__)}}}

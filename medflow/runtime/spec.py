@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping
 
 from cloudevents.http import CloudEvent
 from pydantic import BaseModel, ConfigDict
@@ -67,6 +67,15 @@ class FileAnswer:
 
 
 @dataclass(frozen=True)
+class EventStream:
+    """Server-sent events an operation answers with (``produces="text/event-stream"``):
+    ``(event name, JSON-serialisable data)`` pairs, sent as they come. An error raised while
+    streaming becomes a final ``error`` event carrying the problem+json body."""
+
+    events: AsyncIterator[tuple[str, Any]]
+
+
+@dataclass(frozen=True)
 class RenderedJson:
     """A body already serialised to the operation's response model (see runtime/render.py)."""
 
@@ -87,7 +96,7 @@ class Operation:
     body: type[BaseModel] | None = None
     max_body_bytes: int | None = None
     errors: tuple[int, ...] = ()
-    produces: str | None = None        # media type of a file answer (the handler returns FileAnswer)
+    produces: str | None = None        # media type of a file answer (FileAnswer) or text/event-stream (EventStream)
     regex: re.Pattern = field(init=False)
 
     def __post_init__(self) -> None:
