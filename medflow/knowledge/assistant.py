@@ -200,10 +200,10 @@ async def prepare(db: Database, objects: ObjectStore, settings: Settings, princi
     if conversation_id and question.keep:
         await _own_conversation(db, principal, conversation_id)
     index = await index_cache(objects).get(db, objects, principal.institution_id)
-    timings: dict[str, float] = {}
     retriever = KnowledgeRetriever(db=db, index=index, encoder=shared_encoder(), institution_id=principal.institution_id,
-                                   reranker=LexicalReranker(top_n=question.top_k), timings=timings)
+                                   reranker=LexicalReranker(top_n=question.top_k), timings={})
     documents = await retriever.ainvoke(text)
+    timings = retriever.timings   # (pydantic copied the dict it was given)
     chain = llm_chain(settings)
     mode = "llm" if chain is not None and documents else "extractive"
     metrics.KNOWLEDGE_STAGE_SECONDS.labels("encode", mode).observe(timings["encode_s"])
