@@ -162,7 +162,7 @@ def main() -> int:
     load = os.getloadavg()
     figures = {"chunks": len(index), "retrieval_mean_ms": round(mean_ms, 2), "retrieval_p99_ms": round(p99_ms, 2),
                "recall_at_5": round(recall5, 3), "mrr": round(mrr, 3), "index_load_seconds": round(load_s, 3)}
-    line = (f"retrieval stage (encode + FAISS recall + re-rank, numpy MiniLM encoder, 1 thread) over "
+    line = (f"retrieval stage (encode + FAISS 8-bit recall with exact re-score + re-rank, numpy MiniLM encoder, 1 BLAS thread) over "
             f"{len(index):,} chunks ({len(ids)} real starter chunks + filler mixed from {args.seeds} embedded "
             f"generated texts), {args.queries} serial queries of 32–256 chars: mean {mean_ms:.1f} ms "
             f"({'met' if mean_ms <= 20 else 'NOT met'}, target ≤ 20), P99 {p99_ms:.1f} ms "
