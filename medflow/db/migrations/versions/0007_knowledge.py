@@ -102,19 +102,10 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_knowledge_answers_conversation_id_created_at_id'), ['conversation_id', 'created_at', 'id'], unique=False)
 
 
-
 def downgrade() -> None:
-    with op.batch_alter_table('knowledge_answers', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_knowledge_answers_conversation_id_created_at_id'))
-
+    # Dropping a table drops its indexes (MariaDB refuses to drop one a foreign key uses).
     op.drop_table('knowledge_answers')
-    with op.batch_alter_table('knowledge_conversations', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_knowledge_conversations_user_id_updated_at_id'))
-
     op.drop_table('knowledge_conversations')
     op.drop_table('knowledge_chunks')
     op.drop_table('knowledge_indexes')
-    with op.batch_alter_table('knowledge_documents', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_knowledge_documents_institution_id_created_at_id'))
-
     op.drop_table('knowledge_documents')
