@@ -255,3 +255,16 @@ async def test_llm_down_or_slow_is_a_clear_503(fake_llm, tmp_path):
             await settled(platform, admin, doc["id"])
             problem = await ask(platform, doctor, "asthma reliever", status=503)
             assert problem["code"] == "llm-unavailable"
+
+
+async def test_demo_starter_knowledge_base_is_ingested_and_answers(platform, people):
+    from medflow.knowledge import demo as knowledge_demo
+
+    uploaded = await knowledge_demo.seed(platform.services)
+    assert uploaded == len(knowledge_demo.starter_documents()) >= 6
+    assert await knowledge_demo.seed(platform.services) == 0          # once only
+    page = (await platform.get(f"{API}/documents?limit=50", headers=people["admin"].headers)).json()
+    for doc in page["items"]:
+        assert (await settled(platform, people["admin"], doc["id"]))["status"] == "ready"
+    events = await ask(platform, people["doctor"], "How fast must antibiotics be given in suspected sepsis?")
+    assert event(events, "citations")["citations"][0]["section"].endswith("The first hour")
