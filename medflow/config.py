@@ -96,6 +96,16 @@ class Settings(BaseSettings):
     event_backoff_initial_s: float = Field(0.2, gt=0, le=60)
     event_backoff_max_s: float = Field(10.0, gt=0, le=600)
 
+    # Knowledge assistant: any OpenAI-compatible chat endpoint (in the cluster KServe's
+    # Hugging Face/vLLM runtime, base URL ending in /openai/v1); unset = extractive answers.
+    llm_base_url: str | None = Field(None, pattern=r"^https?://\S+$")
+    llm_model: str = Field("medflow-llm", min_length=1, max_length=200)
+    llm_api_key: SecretStr | None = None
+    llm_timeout_s: float = Field(30.0, gt=0, le=600, description="Time-out for the first token, per try.")
+    llm_attempts: int = Field(2, ge=1, le=5)
+    llm_max_tokens: int = Field(512, ge=16, le=8192)
+    knowledge_max_document_bytes: int = Field(10 * 1_048_576, ge=1024, le=200 * 1_048_576)
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: SecretStr | None) -> SecretStr | None:

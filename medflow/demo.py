@@ -47,6 +47,7 @@ DEMO_USERS = [
 async def seed(services: Services) -> int:
     """Create the demo data that is missing, then print the demo logins."""
     from medflow.imaging import demo as imaging_demo
+    from medflow.knowledge import demo as knowledge_demo
     from medflow.records import announcements_demo, demo as records_demo
 
     created = await seed_institutions(services)
@@ -54,6 +55,7 @@ async def seed(services: Services) -> int:
     await records_demo.seed(services)
     await announcements_demo.seed(services)
     await imaging_demo.seed(services)
+    await knowledge_demo.seed(services)
     print_logins(logins)
     return created
 

@@ -6,7 +6,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 echo "setting up Python packages (first time: about a minute)..."
-bash scripts/setup-python.sh functions
+bash scripts/setup-python.sh functions,rag
 export MEDFLOW_DATA_DIR="${MEDFLOW_DATA_DIR:-$REPO/.local/data}"
 PORT="${MEDFLOW_PORT:-8080}"
 export MEDFLOW_PUBLIC_BASE_URL="${MEDFLOW_PUBLIC_BASE_URL:-http://127.0.0.1:$PORT}"

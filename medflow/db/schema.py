@@ -378,3 +378,78 @@ imaging_instances = sa.Table(
     sa.Index(None, "series_id", "instance_number", "id"),
     sa.Index(None, "study_id"),
 )
+
+# --- Knowledge assistant (medflow/knowledge): one knowledge base per institution --------
+# A document's chunks are written under a new version and become visible only when
+# ``current_version`` is switched to it, in the same transaction that publishes the new
+# index generation; a half-ingested version is never visible.
+
+knowledge_documents = sa.Table(
+    "knowledge_documents", metadata,
+    id_column(primary_key=True),
+    id_column("institution_id", sa.ForeignKey("institutions.id"), nullable=False),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("filename", sa.String(255), nullable=False),
+    sa.Column("media_type", sa.String(64), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),          # processing | ready | failed | deleted
+    sa.Column("latest_version", sa.Integer, nullable=False),     # the last uploaded
+    sa.Column("current_version", sa.Integer, nullable=True),     # the one answered from (null: none yet)
+    sa.Column("chunks", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error_code", sa.String(64), nullable=True),
+    id_column("uploaded_by", nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("deleted_at", UTCDateTime, nullable=True),
+    sa.Index(None, "institution_id", "created_at", "id"),
+)
+
+knowledge_chunks = sa.Table(
+    "knowledge_chunks", metadata,
+    id_column(primary_key=True),
+    id_column("institution_id", nullable=False),
+    id_column("document_id", sa.ForeignKey("knowledge_documents.id"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("section", sa.String(200), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.UniqueConstraint("document_id", "version", "position"),
+)
+
+knowledge_indexes = sa.Table(
+    "knowledge_indexes", metadata,
+    id_column("institution_id", sa.ForeignKey("institutions.id"), primary_key=True),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("object_key", sa.String(300), nullable=False),
+    sa.Column("chunks", sa.Integer, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+knowledge_conversations = sa.Table(
+    "knowledge_conversations", metadata,
+    id_column(primary_key=True),
+    id_column("institution_id", sa.ForeignKey("institutions.id"), nullable=False),
+    id_column("user_id", sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index(None, "user_id", "updated_at", "id"),
+)
+
+knowledge_answers = sa.Table(
+    "knowledge_answers", metadata,
+    id_column(primary_key=True),
+    id_column("conversation_id", sa.ForeignKey("knowledge_conversations.id"), nullable=False),
+    id_column("institution_id", nullable=False),
+    id_column("user_id", nullable=False),
+    sa.Column("question", sa.Text, nullable=False),
+    sa.Column("answer", sa.Text, nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),            # llm | extractive
+    sa.Column("citations", sa.JSON, nullable=False),
+    sa.Column("timings", sa.JSON, nullable=False),
+    sa.Column("rating", sa.SmallInteger, nullable=True),          # 1..5, by the asking doctor
+    sa.Column("rating_comment", sa.String(1000), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "conversation_id", "created_at", "id"),
+)

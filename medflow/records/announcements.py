@@ -25,7 +25,7 @@ from medflow.db.engine import Database
 from medflow.db.schema import announcements
 from medflow.errors import bad_request, conflict, not_found
 from medflow.ids import new_id, utcnow
-from medflow.pagination import decode_cursor, encode_cursor
+from medflow.pagination import decode_time_cursor, encode_time_cursor
 
 ANNOUNCEMENTS = CacheKind("announcements", ttl_min_s=300, ttl_max_s=900, negative_ttl_s=30)
 
@@ -207,19 +207,5 @@ async def _fetch(db: Database, query: sa.Select) -> list[Any]:
         return list((await conn.execute(query)).all())
 
 
-def _encode_cursor(published_at: datetime, announcement_id: str) -> str:
-    return encode_cursor([published_at.isoformat(), announcement_id])
-
-
-def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
-    """The (published_at, id) a cursor carries; 400 for anything ``_encode_cursor`` did not make."""
-    if not cursor:
-        return None
-    published_at, announcement_id = decode_cursor(cursor, 2)
-    try:
-        at = datetime.fromisoformat(published_at)
-    except (TypeError, ValueError):
-        at = None
-    if at is None or at.tzinfo is None or not isinstance(announcement_id, str) or not _ULID.match(announcement_id):
-        raise bad_request("The cursor is not valid.", code="invalid-cursor")
-    return at, announcement_id
+_encode_cursor = encode_time_cursor
+_decode_cursor = decode_time_cursor

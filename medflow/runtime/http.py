@@ -7,15 +7,16 @@ one structured log line and metrics. Also ``/healthz``, ``/metrics``, ``/openapi
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback
-from typing import Any
+from typing import Any, AsyncIterator
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.background import BackgroundTask
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from medflow.auth.principal import Access, Principal
 from medflow.errors import (FieldError, Problem, TransientError, bad_request, forbidden, not_found, too_large,
@@ -25,7 +26,7 @@ from medflow.runtime.body import parse_json, read_limited
 from medflow.runtime.openapi import function_document
 from medflow.runtime.problems import internal_error, invalid, problem_response
 from medflow.runtime.services import ServiceHolder
-from medflow.runtime.spec import Call, FileAnswer, HttpFunction, Operation, RenderedJson
+from medflow.runtime.spec import Call, EventStream, FileAnswer, HttpFunction, Operation, RenderedJson
 from medflow.tracing import activate, child_of, deactivate
 
 log = logging.getLogger("medflow.http")
@@ -59,6 +60,11 @@ def where(exc: BaseException) -> str:
     """File and line of the innermost frame: enough to debug, no message (it may hold data)."""
     frames = traceback.extract_tb(exc.__traceback__)
     return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+
+
+def _sse_error(problem: Problem) -> bytes:
+    body = json.dumps(problem.to_json(), ensure_ascii=False, separators=(",", ":"))
+    return f"event: error\ndata: {body}\n\n".encode()
 
 
 class HttpRuntime:
@@ -168,8 +174,10 @@ class HttpRuntime:
         except ValidationError as exc:
             raise invalid(exc, "body") from None
 
-    @staticmethod
-    def _respond(op: Operation, result: Any) -> Response:
+    def _respond(self, op: Operation, result: Any) -> Response:
+        if isinstance(result, EventStream):
+            return StreamingResponse(self._sse(op, result.events), status_code=op.status, media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         if isinstance(result, FileAnswer):
             return FileResponse(result.path, media_type=op.produces, filename=result.filename,
                                 background=BackgroundTask(result.path.unlink, missing_ok=True))
@@ -179,6 +187,23 @@ class HttpRuntime:
             return Response(result.body, status_code=op.status, media_type="application/json")
         model = result if isinstance(result, op.response) else op.response.model_validate(result)
         return Response(model.model_dump_json(), status_code=op.status, media_type="application/json")
+
+    async def _sse(self, op: Operation, events: AsyncIterator[tuple[str, Any]]) -> AsyncIterator[bytes]:
+        """Server-sent events; a failure while streaming ends the stream with an ``error`` event."""
+        try:
+            async for name, data in events:
+                yield f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
+        except Problem as problem:
+            yield _sse_error(problem)
+        except TransientError as exc:
+            log.warning("dependency unavailable while streaming", extra={
+                "function": self.spec.name, "operation": op.operation_id, "error_type": type(exc).__name__})
+            yield _sse_error(Problem(503, "temporarily-unavailable",
+                                     "A service this needs is unavailable; try again shortly."))
+        except Exception as exc:
+            log.error("unhandled error while streaming", extra={"function": self.spec.name, "operation": op.operation_id,
+                                                                "error_type": type(exc).__name__, "where": where(exc)})
+            yield _sse_error(internal_error())
 
     async def _health(self) -> Response:
         services = await self.holder.get()

@@ -48,3 +48,14 @@ def exposition() -> tuple[bytes, str]:
     for state in breaker_states():
         BREAKER_OPEN.labels(state["name"]).set(1 if state["state"] == "open" else 0)
     return generate_latest(_registry()), CONTENT_TYPE_LATEST
+
+# Knowledge assistant (medflow/knowledge/assistant.py): the stages of one question.
+KNOWLEDGE_STAGE_SECONDS = Histogram(
+    "medflow_knowledge_stage_seconds", "Knowledge assistant stage latency: encode, recall_rerank, first_token, total",
+    ["stage", "mode"], buckets=(0.005, 0.01, 0.02, 0.04, 0.08, 0.15, 0.3, 0.6, 1.2, 2.5, 5, 10, 30))
+KNOWLEDGE_DECODE_TOKENS_PER_SECOND = Histogram(
+    "medflow_knowledge_decode_tokens_per_second", "Streamed LLM tokens per second after the first one",
+    buckets=(1, 5, 10, 20, 40, 80, 160, 320, 640))
+KNOWLEDGE_INDEX_LOAD_SECONDS = Histogram(
+    "medflow_knowledge_index_load_seconds", "Loading an institution's vector index from the object store",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16))

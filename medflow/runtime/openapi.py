@@ -90,7 +90,9 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
         doc["requestBody"] = {"required": True, "content": {m: {"schema": {"type": "string", "format": "binary"}}
                                                             for m in op.consumes}}
     ok: dict[str, Any] = {"description": "Success"}
-    if op.produces:
+    if op.produces == "text/event-stream":
+        ok["content"] = {op.produces: {"schema": {"type": "string", "description": "Server-sent events."}}}
+    elif op.produces:
         ok["content"] = {op.produces: {"schema": {"type": "string", "format": "binary"}}}
     elif op.response is not None:
         ok["content"] = {"application/json": {"schema": {"$ref": _REF.format(model=op.response.__name__)}}}

@@ -68,6 +68,15 @@ class FileAnswer:
 
 
 @dataclass(frozen=True)
+class EventStream:
+    """Server-sent events an operation answers with (``produces="text/event-stream"``):
+    ``(event name, JSON-serialisable data)`` pairs, sent as they come. An error raised while
+    streaming becomes a final ``error`` event carrying the problem+json body."""
+
+    events: AsyncIterator[tuple[str, Any]]
+
+
+@dataclass(frozen=True)
 class RenderedJson:
     """A body already serialised to the operation's response model (see runtime/render.py)."""
 
@@ -88,7 +97,7 @@ class Operation:
     body: type[BaseModel] | None = None
     max_body_bytes: int | None = None
     errors: tuple[int, ...] = ()
-    produces: str | None = None        # media type of a file answer (the handler returns FileAnswer)
+    produces: str | None = None        # media type of a file answer (FileAnswer) or text/event-stream (EventStream)
     consumes: tuple[str, ...] = ()     # media types of a streamed body (the handler reads ``call.stream``)
     regex: re.Pattern = field(init=False)
 
