@@ -27,6 +27,7 @@ TOOLS="$CACHE_DIR/deploy-tools"
 BIN="$TOOLS/bin"
 PLUGINS="$TOOLS/plugins"
 LOGS="$TOOLS/logs"
+STAMPS="$TOOLS/stamps"   # what each binary was built from (copied sources carry no version)
 case ":$PATH:" in *:/usr/local/go/bin:*) ;; *) PATH="$PATH:/usr/local/go/bin" ;; esac
 export PATH CGO_ENABLED=0
 
@@ -47,9 +48,10 @@ die() { printf 'ERROR deploy-tools: %s\n' "$1" >&2; [[ -n "${2:-}" && -s "$2" ]]
 # built_from BINARY MODULE VERSION -- the binary exists and `go version -m` says it was
 # built from MODULE@VERSION (main module or, for copied sources, the recorded stamp).
 built_from() {
-  local bin="$1" module="$2" version="$3"
+  local bin="$1" module="$2" version="$3" stamp
+  stamp="$STAMPS/$(basename "$bin").version"
   [[ -x "$bin" ]] || return 1
-  [[ -f "$bin.version" ]] && grep -qxF "$module $version" "$bin.version" && return 0
+  [[ -f "$stamp" ]] && grep -qxF "$module $version" "$stamp" && return 0
   go version -m "$bin" 2>/dev/null | awk -v m="$module" -v v="$version" \
     '($1 == "mod" || $1 == "path") && $2 == m && $3 == v {ok = 1} END {exit !ok}'
 }
@@ -62,8 +64,21 @@ go_install() {
   tmp="$(mktemp -d "$TOOLS/.build.XXXXXX")"
   GOBIN="$tmp" go install -trimpath "$package@$version" >"$log" 2>&1 || { rm -rf "$tmp"; die "go install $package@$version failed" "$log"; }
   mv -f "$tmp/$(basename "$package")" "$BIN/$name"
-  echo "$module $version" >"$BIN/$name.version"
+  echo "$module $version" >"$STAMPS/$name.version"
   rm -rf "$tmp"
+}
+
+# vbom_util DIR -- a local module vbom.ml/util whose sortorder package is the same code
+# from github.com/fvbommel/sortorder (where its author moved it).
+vbom_util() {
+  local dir="$1" src
+  src="$(go mod download -json github.com/fvbommel/sortorder@v1.0.1 | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [[ -d "$src" ]] || die "go mod download github.com/fvbommel/sortorder@v1.0.1 gave no source directory"
+  mkdir -p "$dir/sortorder"
+  cp "$src"/*.go "$dir/sortorder/"
+  chmod -R u+w "$dir"
+  rm -f "$dir"/sortorder/*_test.go
+  printf 'module vbom.ml/util\n\ngo 1.12\n' >"$dir/go.mod"
 }
 
 # build_provider NAME MODULE VERSION -- go build in a writable copy of the module source
@@ -84,18 +99,22 @@ build_provider() {
   # package of the provider imports): drop them so the module graph loads.
   sed -i '/=> \.\/vendor\//d' "$tmp/src/go.mod"
   rm -rf "$tmp/src/vendor"
+  # kubectl 0.18/0.19 (a dependency of both) requires vbom.ml/util, a vanity path that no
+  # longer resolves; its one package, sortorder, lives on as github.com/fvbommel/sortorder.
+  vbom_util "$tmp/vbom-util"
+  echo "replace vbom.ml/util => $tmp/vbom-util" >>"$tmp/src/go.mod"
   mkdir -p "$dir"
   if ! (cd "$tmp/src" && GOFLAGS=-mod=mod go build -trimpath -o "$tmp/provider" . ) >"$log" 2>&1; then
     rm -rf "$tmp"
     die "building provider $name $version failed" "$log"
   fi
   mv -f "$tmp/provider" "$out"
-  echo "$module $version" >"$out.version"
+  echo "$module $version" >"$STAMPS/$(basename "$out").version"   # not in the plugin dir: init scans it
   rm -rf "$tmp"
 }
 
 build_all() {
-  mkdir -p "$BIN" "$PLUGINS" "$LOGS"
+  mkdir -p "$BIN" "$PLUGINS" "$LOGS" "$STAMPS"
   command -v go >/dev/null 2>&1 || die "Go is required (expected /usr/local/go/bin/go or go on PATH)"
   go_install kubeconform "$KUBECONFORM_MODULE/cmd/kubeconform" "$KUBECONFORM_VERSION" "$KUBECONFORM_MODULE"
   go_install kustomize "$KUSTOMIZE_MODULE" "$KUSTOMIZE_VERSION" "$KUSTOMIZE_MODULE"

@@ -21,7 +21,10 @@ from manifest_support import K8S, OVERLAYS, REPO, objects
 CATALOGUE = yaml.safe_load((REPO / "events" / "catalogue.yaml").read_text())
 PLATFORM = yaml.safe_load((K8S / "platform.yaml").read_text())
 FUNCTIONS = sorted(p.parent.name for p in (REPO / "functions").glob("*/main.py"))
-MODELS = sorted(p.name for p in (REPO / "kserve").glob("*/") if p.is_dir() and not p.name.startswith(("_", ".")))
+# kserve/<model>/ folders; shared code next to them (kserve/common/, kserve/server/…) is not a model.
+NOT_MODELS = {"common", "shared", "server", "runtime", "utils", "tests", "lib"}
+MODELS = sorted(p.name for p in (REPO / "kserve").glob("*/")
+                if p.is_dir() and not p.name.startswith(("_", ".")) and p.name not in NOT_MODELS)
 
 
 def dns(name: str) -> str:
