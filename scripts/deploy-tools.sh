@@ -62,10 +62,12 @@ go_install() {
   built_from "$BIN/$name" "$module" "$version" && return 0
   info "building $name $version (go install $package@$version; log: $log)"
   tmp="$(mktemp -d "$TOOLS/.build.XXXXXX")"
-  GOBIN="$tmp" go install -trimpath "$package@$version" >"$log" 2>&1 || { rm -rf "$tmp"; die "go install $package@$version failed" "$log"; }
+  local t0=$SECONDS
+  GOBIN="$tmp" go install -trimpath -ldflags="-s -w" "$package@$version" >"$log" 2>&1 || { rm -rf "$tmp"; die "go install $package@$version failed" "$log"; }
   mv -f "$tmp/$(basename "$package")" "$BIN/$name"
   echo "$module $version" >"$STAMPS/$name.version"
   rm -rf "$tmp"
+  info "built $name in $((SECONDS - t0)) s"
 }
 
 # vbom_util DIR -- a local module vbom.ml/util whose sortorder package is the same code
@@ -92,8 +94,12 @@ build_provider() {
   info "building terraform provider $name $version (go build; log: $log)"
   src="$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
   [[ -d "$src" ]] || die "go mod download $module@$version gave no source directory"
-  tmp="$(mktemp -d "$TOOLS/.build.XXXXXX")"
-  cp -r "$src/." "$tmp/src" 2>/dev/null || cp -r "$src" "$tmp/src"
+  # A fixed build directory per provider version: Go's build cache then recognises every
+  # package on a rebuild (paths are part of its keys even with -trimpath for replacements).
+  tmp="$TOOLS/build/$name-$version"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  cp -r "$src/." "$tmp/src"
   chmod -R u+w "$tmp/src"
   # Replacements into ./vendor/ name directories the module zip does not carry (and no
   # package of the provider imports): drop them so the module graph loads.
@@ -104,13 +110,15 @@ build_provider() {
   vbom_util "$tmp/vbom-util"
   echo "replace vbom.ml/util => $tmp/vbom-util" >>"$tmp/src/go.mod"
   mkdir -p "$dir"
-  if ! (cd "$tmp/src" && GOFLAGS=-mod=mod go build -trimpath -o "$tmp/provider" . ) >"$log" 2>&1; then
+  local t0=$SECONDS
+  if ! (cd "$tmp/src" && GOFLAGS=-mod=mod go build -trimpath -ldflags="-s -w" -o "$tmp/provider" . ) >"$log" 2>&1; then
     rm -rf "$tmp"
     die "building provider $name $version failed" "$log"
   fi
   mv -f "$tmp/provider" "$out"
   echo "$module $version" >"$STAMPS/$(basename "$out").version"   # not in the plugin dir: init scans it
   rm -rf "$tmp"
+  info "built provider $name in $((SECONDS - t0)) s"
 }
 
 build_all() {
