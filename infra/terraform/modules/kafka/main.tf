@@ -1,7 +1,8 @@
 # Stage 2: a Strimzi Kafka cluster in KRaft mode (no ZooKeeper): one node pool of
 # controllers and one of brokers, and the topics of events/catalogue.yaml with a
-# dead-letter topic per consumer (retries happen in Knative's delivery, so no retry
-# topics are needed in the cluster; the relay's local retry topic is not used here).
+# dead-letter topic per consumer. Retries happen in Knative's delivery (Trigger
+# retry/backoff), so retry topics are off by default; set retry_topic_pattern for
+# consumers that park events in a retry topic themselves (e.g. long bulk jobs).
 
 locals {
   labels = { "strimzi.io/cluster" = var.cluster_name, "app.kubernetes.io/part-of" = "medflow" }
@@ -67,6 +68,8 @@ locals {
     }
   }
 
+  retry_consumers = var.retry_topic_pattern == "" ? [] : var.consumers
+
   topics = merge(
     { for name, t in var.topics : name => {
       partitions = t.partitions
@@ -74,6 +77,10 @@ locals {
     } },
     { for consumer in var.consumers : "medflow.deadletter.${consumer}" => {
       partitions = 1
+      config     = { "retention.ms" = var.dead_letter_retention_ms, "min.insync.replicas" = var.min_insync_replicas }
+    } },
+    { for consumer in local.retry_consumers : replace(var.retry_topic_pattern, "{group}", consumer) => {
+      partitions = 3
       config     = { "retention.ms" = var.dead_letter_retention_ms, "min.insync.replicas" = var.min_insync_replicas }
     } },
   )

@@ -91,3 +91,9 @@ variable "dead_letter_retention_ms" {
   type        = number
   default     = 2592000000
 }
+
+variable "retry_topic_pattern" {
+  description = "Name pattern of per-consumer retry topics, e.g. \"medflow.retry.{group}\" (empty: none; Knative's Trigger delivery retries)."
+  type        = string
+  default     = ""
+}
