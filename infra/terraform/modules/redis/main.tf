@@ -1,8 +1,9 @@
 # Stage 2: Redis replicated with automatic failover, with Opstree's Redis operator (stage
 # 1): a RedisReplication (one primary, replicas) watched by a RedisSentinel quorum that
-# promotes a replica when the primary fails. The operator keeps the `redis-primary`
-# style service pointed at the current primary, so MEDFLOW_REDIS_URL does not change on
-# failover. Upstream Redis images (quay.io/opstree), not Bitnami's unmaintained ones.
+# promotes a replica when the primary fails. The operator labels the current primary so
+# that its `<name>-master` Service follows it, and MEDFLOW_REDIS_URL does not change on
+# failover (check the Service names of the operator release you install: `kubectl get
+# svc`). Upstream Redis images (quay.io/opstree), not Bitnami's unmaintained ones.
 
 locals {
   labels = { "app.kubernetes.io/part-of" = "medflow", "medflow.org/state-store" = "true" }

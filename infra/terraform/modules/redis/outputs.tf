@@ -1,6 +1,6 @@
 output "host" {
   description = "Service of the current primary (kept current by the operator on failover)."
-  value       = "redis-leader.${var.namespace}.svc"
+  value       = "redis-master.${var.namespace}.svc"
 }
 
 output "sentinel" {
