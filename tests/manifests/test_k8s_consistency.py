@@ -289,3 +289,16 @@ def test_overlays_pin_registry_images(docs):
             image = container.get("image")
             if image:
                 assert image.startswith("registry.example.org/medflow/") and ":" in image, image
+
+
+def test_one_kafka_address_everywhere(docs):
+    """Functions (ConfigMap), the KafkaSource and the dead-letter sinks reach the same Kafka,
+    the one infra/terraform/modules/kafka names (<cluster>-kafka-bootstrap.<namespace>)."""
+    (config,) = [c for c in objects(docs, "ConfigMap") if c["metadata"]["name"] == "medflow-config"]
+    bootstrap = config["data"]["MEDFLOW_KAFKA_BOOTSTRAP"]
+    assert bootstrap == "medflow-kafka-bootstrap.medflow-data.svc:9092"
+    for kind in ("KafkaSource", "KafkaSink"):
+        for obj in objects(docs, kind):
+            assert obj["spec"]["bootstrapServers"] == [bootstrap], obj["metadata"]["name"]
+    kafka_tf = (REPO / "infra" / "terraform" / "modules" / "kafka" / "outputs.tf").read_text()
+    assert '"${var.cluster_name}-kafka-bootstrap.${var.namespace}.svc:9092"' in kafka_tf
