@@ -100,7 +100,7 @@ def type_filters(accepts: list[str]) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ functions
 
 
-def knative_service(name: str, kind: str, entry: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
+def knative_service(name: str, entry: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
     annotations = {
         "autoscaling.knative.dev/class": "kpa.autoscaling.knative.dev",
         "autoscaling.knative.dev/metric": "concurrency",
@@ -178,7 +178,7 @@ def function_file(name: str, kind: str, entry: dict[str, Any], profile_name: str
             f"containerConcurrency {profile['container_concurrency']} (0 = no hard limit), "
             f"scale-down-delay {profile['scale_down_delay']} (overlays change min/max scale).")
     head = HEADER + "".join(f"# {line}\n" for line in textwrap.wrap(text, 88))
-    docs = [knative_service(name, kind, entry, profile), disruption_budget(name)]
+    docs = [knative_service(name, entry, profile), disruption_budget(name)]
     return head + yaml.safe_dump_all(docs, sort_keys=False, width=120)
 
 

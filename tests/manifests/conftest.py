@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from manifest_support import K8S, OVERLAYS, render_text, tool
+from manifest_support import OVERLAYS, render_text, tool
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ name until its manifest exists (add it to k8s/platform.yaml, run `python k8s/gen
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -242,7 +241,6 @@ def test_every_env_var_a_manifest_sets_is_a_setting(docs):
 
 def test_config_maps_hold_no_secrets(docs):
     from medflow.config import Settings
-    from pydantic import SecretStr
     secret_fields = {f"MEDFLOW_{n.upper()}" for n, f in Settings.model_fields.items()
                      if "SecretStr" in str(f.annotation)}
     assert "MEDFLOW_DATABASE_URL" in secret_fields

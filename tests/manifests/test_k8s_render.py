@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from manifest_support import K8S, OVERLAYS, REPO, render_text, run
+from manifest_support import K8S, OVERLAYS, render_text, run
 
 SCHEMA_LOCATIONS = [
     str(K8S / "schemas" / "kubernetes" / "{{.ResourceKind}}{{.KindSuffix}}.json"),
