@@ -300,3 +300,26 @@ def test_one_kafka_address_everywhere(docs):
             assert obj["spec"]["bootstrapServers"] == [bootstrap], obj["metadata"]["name"]
     kafka_tf = (REPO / "infra" / "terraform" / "modules" / "kafka" / "outputs.tf").read_text()
     assert '"${var.cluster_name}-kafka-bootstrap.${var.namespace}.svc:9092"' in kafka_tf
+
+
+def test_release_jobs_set_only_settings_and_use_the_migrate_account():
+    known = settings_env_names()
+    for path in sorted((K8S / "jobs").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            for container in containers(doc):
+                for env in container.get("env", []):
+                    assert env["name"] in known, f"{path.name} sets {env['name']}"
+    job = yaml.safe_load((K8S / "jobs" / "migrate.yaml").read_text())
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["medflow", "migrate"]
+    (url,) = [e for e in container["env"] if e["name"] == "MEDFLOW_DATABASE_URL"]
+    assert url["valueFrom"]["secretKeyRef"]["key"] == "database-migrate-url"
+    secrets_tf = (REPO / "infra" / "terraform" / "modules" / "platform-secrets" / "main.tf").read_text()
+    assert '"database-migrate-url"' in secrets_tf
+
+
+def test_every_function_has_a_disruption_budget(docs):
+    budgets = {p["spec"]["selector"]["matchLabels"].get("serving.knative.dev/service")
+               for p in objects(docs, "PodDisruptionBudget")}
+    for service in objects(docs, "Service", "serving.knative.dev"):
+        assert service["metadata"]["name"] in budgets, service["metadata"]["name"]

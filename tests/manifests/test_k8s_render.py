@@ -72,3 +72,14 @@ def test_every_schema_names_its_source():
     for path in schemas:
         source = json.loads(path.read_text())["x-medflow-source"]
         assert source.startswith(("k8s.io/kubernetes@", "knative.dev/serving@", "hand-written:")), path
+
+
+def test_release_jobs_validate_against_schemas(kubeconform):
+    """k8s/jobs/ (created once per release, outside the overlays) validates too."""
+    jobs = sorted((K8S / "jobs").glob("*.yaml"))
+    assert jobs
+    cmd = [kubeconform, "-strict", "-summary"]
+    for location in SCHEMA_LOCATIONS:
+        cmd += ["-schema-location", location]
+    done = run([*cmd, *jobs])
+    assert done.returncode == 0, done.stdout + done.stderr

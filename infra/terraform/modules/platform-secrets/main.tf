@@ -20,10 +20,11 @@ resource "kubernetes_secret" "medflow" {
     namespace = kubernetes_namespace.platform.metadata[0].name
   }
   data = {
-    "database-url"  = "mysql+aiomysql://${var.database_user}:${urlencode(var.database_password)}@${var.database_host}:3306/${var.database_name}"
-    "redis-url"     = "redis://:${urlencode(var.redis_password)}@${var.redis_host}:6379/0"
-    "s3-access-key" = var.s3_access_key
-    "s3-secret-key" = var.s3_secret_key
+    "database-url"         = "mysql+aiomysql://${var.database_user}:${urlencode(var.database_password)}@${var.database_host}:3306/${var.database_name}"
+    "database-migrate-url" = "mysql+pymysql://${var.migrate_user}:${urlencode(var.migrate_password)}@${var.database_host}:3306/${var.database_name}"
+    "redis-url"            = "redis://:${urlencode(var.redis_password)}@${var.redis_host}:6379/0"
+    "s3-access-key"        = var.s3_access_key
+    "s3-secret-key"        = var.s3_secret_key
   }
 }
 

@@ -26,6 +26,17 @@ variable "database_password" {
   sensitive   = true
 }
 
+variable "migrate_user" {
+  description = "DDL account of `medflow migrate` (mysql module's output `migrate_user`; k8s/jobs/migrate.yaml)."
+  type        = string
+}
+
+variable "migrate_password" {
+  description = "Its password."
+  type        = string
+  sensitive   = true
+}
+
 variable "redis_host" {
   description = "Redis primary service (redis module's output `host`)."
   type        = string

@@ -55,6 +55,8 @@ module "platform_secrets" {
   database_host     = module.mysql.host
   database_user     = module.mysql.app_user
   database_password = var.secrets.mysql_app_password
+  migrate_user      = module.mysql.migrate_user
+  migrate_password  = var.secrets.mysql_migrate_password
   redis_host        = module.redis.host
   redis_password    = var.secrets.redis_password
   s3_access_key     = var.secrets.s3_app_access_key
