@@ -353,7 +353,7 @@ def routing_file(functions: dict[str, str]) -> str:
                     "nginx.ingress.kubernetes.io/use-regex": "true",
                     "nginx.ingress.kubernetes.io/rewrite-target": "/$2",
                     "nginx.ingress.kubernetes.io/upstream-vhost": f"{svc}.{NAMESPACE}.svc.cluster.local",
-                    "nginx.ingress.kubernetes.io/proxy-body-size": "1g" if name.startswith("imaging") else "1m",
+                    "nginx.ingress.kubernetes.io/proxy-body-size": "1g" if name == "imaging_ingest" else "1m",
                     "nginx.ingress.kubernetes.io/force-ssl-redirect": "true",
                 },
             },

@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1.7
-# The DICOM C-STORE receiver (`medflow dicom-scp`, added by the imaging work): a
+# The DICOM C-STORE/C-ECHO receiver (`medflow dicom-scp`, from the imaging work): a
 # long-running TCP service (DICOM upper layer, port 11112) that hospital modalities and
 # PACS push to. It is a plain Deployment + Service (k8s/base/dicom), not a Knative
 # Service: DICOM associations are long-lived TCP, not HTTP requests.
@@ -12,9 +12,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY medflow ./medflow
-# The imaging extra (pydicom/pynetdicom) is added by the imaging branch; until then the
-# core install is what exists.
-RUN python -m venv /opt/medflow && /opt/medflow/bin/pip install -c constraints.txt .
+# pydicom is a core dependency; pynetdicom comes with the `functions` extra.
+RUN python -m venv /opt/medflow && /opt/medflow/bin/pip install -c constraints.txt ".[functions]"
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="medflow-dicom-receiver" org.opencontainers.image.licenses="Apache-2.0"
@@ -32,4 +31,5 @@ EXPOSE 11112
 HEALTHCHECK --interval=30s --timeout=3s --start-period=15s --retries=3 \
   CMD ["python", "-c", "import socket; socket.create_connection(('127.0.0.1', 11112), 2).close()"]
 ENTRYPOINT ["medflow", "dicom-scp"]
-CMD ["--port", "11112"]
+# --institution (required) is given by the Deployment (k8s/base/dicom/receiver.yaml).
+CMD ["--host", "0.0.0.0", "--port", "11112"]

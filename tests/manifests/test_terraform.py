@@ -116,3 +116,11 @@ def test_validation_catches_an_unknown_argument(terraform, plugin_dir, tmp_path)
     report = json.loads(run([terraform, "validate", "-json"], cwd=where, env=tf_env()).stdout)
     assert not report["valid"]
     assert any("no_such_argument" in d.get("detail", "") for d in report["diagnostics"])
+
+
+def test_object_store_creates_every_bucket_the_code_uses():
+    from medflow.storage.ports import BUCKETS
+    main_tf = (TF / "modules" / "object-store" / "main.tf").read_text()
+    listed = re.search(r'for b in \[(.*?)\] : "\$\{var\.bucket_prefix\}-\$\{b\}"', main_tf).group(1)
+    for bucket in BUCKETS:
+        assert f'"{bucket}"' in listed, f"bucket {bucket} (medflow/storage/ports.py) is not created by modules/object-store"

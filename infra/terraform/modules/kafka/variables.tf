@@ -76,14 +76,15 @@ variable "topics" {
     retention_ms = number
   }))
   default = {
-    "medflow.audit" = { partitions = 3, retention_ms = 604800000 } # P7D
+    "medflow.audit"   = { partitions = 3, retention_ms = 604800000 } # P7D
+    "medflow.imaging" = { partitions = 3, retention_ms = 604800000 } # P7D (imaging work)
   }
 }
 
 variable "consumers" {
   description = "Consumer groups of events/catalogue.yaml; each gets its dead-letter topic medflow.deadletter.<consumer>."
   type        = list(string)
-  default     = ["audit_sink"]
+  default     = ["audit_sink", "imaging_arrivals"]
 }
 
 variable "dead_letter_retention_ms" {

@@ -2,13 +2,15 @@
 # or, with var.external_endpoint set, any S3-compatible service (AWS S3, Ceph RGW,
 # SeaweedFS, Garage, a hosted MinIO…): MedFlow only speaks the S3 API (boto3), and MinIO's
 # community edition is in maintenance mode. Either way a Job creates the buckets
-# <prefix>-{dicom,renders,exports,models,knowledge,archive} and their lifecycle rules
+# <prefix>-{dicom,renders,exports,models,knowledge,archive,incoming} and their lifecycle rules
 # with the AWS CLI against the endpoint, so nothing here depends on MinIO's own API.
 
 locals {
   use_minio = var.external_endpoint == ""
   endpoint  = local.use_minio ? "http://minio.${var.namespace}.svc" : var.external_endpoint
-  buckets   = [for b in ["dicom", "renders", "exports", "models", "knowledge", "archive"] : "${var.bucket_prefix}-${b}"]
+  # medflow.storage.ports.BUCKETS ("incoming": where hospital systems and the C-STORE
+  # receiver drop objects for imaging_arrivals).
+  buckets = [for b in ["dicom", "renders", "exports", "models", "knowledge", "archive", "incoming"] : "${var.bucket_prefix}-${b}"]
 
   # Lifecycle: exports are short-lived downloads; the archive bucket moves objects to the
   # cold tier (a MinIO remote tier or the provider's archive storage class) and keeps
