@@ -263,7 +263,8 @@ def inference_service(name: str, spec: dict[str, Any]) -> dict[str, Any]:
             "runtime": "medflow-model-server",
             "protocolVersion": "v2",
             "storageUri": f"s3://medflow-models/{name}/{spec['version']}",
-            "args": [f"--model_name={name}"],
+            # Appended to the ServingRuntime's args: `medflow models serve --models <name>`.
+            "args": [f"--models={name}"],
             "resources": {
                 "requests": {"cpu": "1", "memory": "4Gi"},
                 "limits": {"cpu": "4", "memory": "8Gi", "nvidia.com/gpu": "1"},

@@ -29,5 +29,7 @@ USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=120s --retries=3 \
   CMD ["python3", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/v2/health/ready', timeout=2).status != 200)"]
-ENTRYPOINT ["python3", "-m", "kserve_server"]
-CMD ["--http_port", "8080", "--model_dir", "/mnt/models"]
+ENTRYPOINT ["medflow", "models", "serve"]
+# The ServingRuntime passes --model-dir=/mnt/models --http-port=8080 --models=<name>;
+# TensorRT engines (model.plan) are used where the artefact has one and a GPU is there.
+CMD ["--http-port", "8080", "--model-dir", "/mnt/models"]

@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1.7
 # The model server: the KServe predictors of kserve/<model>/ on ONNX Runtime (CPU).
-# One image serves any of the five models; the InferenceService says which
-# (`--model_name`) and KServe's storage initializer puts the artefact in /mnt/models.
+# One image serves any of the five models (`medflow models serve`); the InferenceService
+# says which (`--models <name>`) and KServe's storage initializer puts the artefact in
+# /mnt/models.
 # GPU variant with TensorRT: model-server-gpu.Dockerfile.
 #   docker build -f deploy/images/model-server.Dockerfile -t medflow/model-server:<version> .
 
@@ -29,5 +30,7 @@ EXPOSE 8080
 # KServe's model server answers /v2/health/ready once the model is loaded.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/v2/health/ready', timeout=2).status != 200)"]
-ENTRYPOINT ["python", "-m", "kserve_server"]
-CMD ["--http_port", "8080", "--model_dir", "/mnt/models"]
+ENTRYPOINT ["medflow", "models", "serve"]
+# The ServingRuntime passes --model-dir=/mnt/models --http-port=8080 --models=<name>;
+# the CPU image never looks for TensorRT.
+CMD ["--http-port", "8080", "--model-dir", "/mnt/models", "--cpu"]

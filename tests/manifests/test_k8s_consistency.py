@@ -193,7 +193,7 @@ def test_every_model_has_its_inference_service(docs, model):
     predictor = services[model]["spec"]["predictor"]
     assert predictor["model"]["storageUri"].startswith(f"s3://medflow-models/{model}/")
     assert predictor["serviceAccountName"] == "medflow-models"
-    assert f"--model_name={model}" in predictor["model"]["args"]
+    assert f"--models={model}" in predictor["model"]["args"]
     assert 0 <= predictor["canaryTrafficPercent"] <= 100
 
 
@@ -323,3 +323,13 @@ def test_every_function_has_a_disruption_budget(docs):
                for p in objects(docs, "PodDisruptionBudget")}
     for service in objects(docs, "Service", "serving.knative.dev"):
         assert service["metadata"]["name"] in budgets, service["metadata"]["name"]
+
+
+def test_the_model_server_runs_on_the_cpu_where_there_is_no_gpu(rendered):
+    for overlay, docs in rendered.items():
+        (runtime,) = objects(docs, "ServingRuntime")
+        (container,) = runtime["spec"]["containers"]
+        if overlay == "cpu":
+            assert "/medflow/model-server:" in container["image"] and "--cpu" in container["args"]
+        else:
+            assert "/medflow/model-server-gpu:" in container["image"] and "--cpu" not in container["args"]
