@@ -78,13 +78,14 @@ variable "topics" {
   default = {
     "medflow.audit"   = { partitions = 3, retention_ms = 604800000 } # P7D
     "medflow.imaging" = { partitions = 3, retention_ms = 604800000 } # P7D (imaging work)
+    "medflow.jobs"    = { partitions = 3, retention_ms = 604800000 } # P7D (jobs work)
   }
 }
 
 variable "consumers" {
   description = "Consumer groups of events/catalogue.yaml; each gets its dead-letter topic medflow.deadletter.<consumer>."
   type        = list(string)
-  default     = ["audit_sink", "imaging_arrivals"]
+  default     = ["audit_sink", "imaging_arrivals", "job_worker"]
 }
 
 variable "dead_letter_retention_ms" {
