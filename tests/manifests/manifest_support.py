@@ -1,4 +1,8 @@
-"""Helpers of the manifest tests: the deployment tools and the rendered overlays.
+"""Helpers and fixtures of the manifest tests: the deployment tools and the rendered overlays.
+
+No conftest.py here on purpose: other suites import their conftest by module name
+(`from conftest import …`), and a second conftest.py would shadow theirs. The test modules
+import the fixtures below by name.
 
 The tools (kustomize, kubeconform, terraform and its providers) are built from the Go
 module proxy by ``scripts/deploy-tools.sh`` into ``~/.cache/medflow/deploy-tools`` (the
@@ -66,3 +70,24 @@ def objects(docs: list[dict[str, Any]], kind: str, api_group: str | None = None)
         if d["kind"] == kind and (api_group is None or group == api_group):
             out.append(d)
     return out
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="session")
+def kustomize() -> Path:
+    return tool("kustomize")
+
+
+@pytest.fixture(scope="session")
+def kubeconform() -> Path:
+    return tool("kubeconform")
+
+
+@pytest.fixture(scope="session")
+def rendered(kustomize: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every overlay rendered by kustomize: overlay -> its objects."""
+    return {o: [d for d in yaml.safe_load_all(render_text(kustomize, o)) if d] for o in OVERLAYS}
+
+

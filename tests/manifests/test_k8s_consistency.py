@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from manifest_support import K8S, OVERLAYS, REPO, objects
+from manifest_support import kustomize, rendered  # noqa: F401  (fixtures)
 
 CATALOGUE = yaml.safe_load((REPO / "events" / "catalogue.yaml").read_text())
 PLATFORM = yaml.safe_load((K8S / "platform.yaml").read_text())

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from manifest_support import K8S, OVERLAYS, render_text, run
+from manifest_support import kubeconform, kustomize  # noqa: F401  (fixtures)
 
 SCHEMA_LOCATIONS = [
     str(K8S / "schemas" / "kubernetes" / "{{.ResourceKind}}{{.KindSuffix}}.json"),
