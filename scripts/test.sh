@@ -6,6 +6,11 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 started=$(date +%s)
+# Deployment tools (kustomize, kubeconform, terraform + providers, for tests/manifests) are
+# Go builds: started first, in the background, while packages install and servers start.
+mkdir -p .local
+bash scripts/deploy-tools.sh >.local/deploy-tools.log 2>&1 &
+deploy_tools=$!
 echo "== python packages"
 bash scripts/setup-python.sh functions,rag,dev
 echo "== real servers"
@@ -14,6 +19,13 @@ set -a
 . .local/infra/env.sh
 set +a
 export MEDFLOW_REQUIRE_REAL=1   # a missing server fails the run instead of skipping tests
+echo "== deployment tools"
+if ! wait "$deploy_tools"; then
+  cat .local/deploy-tools.log >&2
+  echo "scripts/deploy-tools.sh failed (log above)" >&2
+  exit 1
+fi
+tail -n 1 .local/deploy-tools.log
 echo "== tests"
 set +e
 .venv/bin/pytest "$@"

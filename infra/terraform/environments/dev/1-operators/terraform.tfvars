@@ -1,0 +1,2 @@
+# Not secret: which cluster this root manages.
+kube_context = "medflow-dev"
