@@ -76,16 +76,17 @@ variable "topics" {
     retention_ms = number
   }))
   default = {
-    "medflow.audit"   = { partitions = 3, retention_ms = 604800000 } # P7D
-    "medflow.imaging" = { partitions = 3, retention_ms = 604800000 } # P7D (imaging work)
-    "medflow.jobs"    = { partitions = 3, retention_ms = 604800000 } # P7D (jobs work)
+    "medflow.audit"     = { partitions = 3, retention_ms = 604800000 } # P7D
+    "medflow.imaging"   = { partitions = 3, retention_ms = 604800000 } # P7D
+    "medflow.jobs"      = { partitions = 3, retention_ms = 604800000 } # P7D
+    "medflow.knowledge" = { partitions = 3, retention_ms = 604800000 } # P7D
   }
 }
 
 variable "consumers" {
   description = "Consumer groups of events/catalogue.yaml; each gets its dead-letter topic medflow.deadletter.<consumer>."
   type        = list(string)
-  default     = ["audit_sink", "imaging_arrivals", "job_worker"]
+  default     = ["audit_sink", "imaging_arrivals", "job_worker", "knowledge_ingest"]
 }
 
 variable "dead_letter_retention_ms" {
