@@ -24,7 +24,7 @@ from medflow.runtime.body import parse_json, read_limited
 from medflow.runtime.openapi import function_document
 from medflow.runtime.problems import internal_error, invalid, problem_response
 from medflow.runtime.services import ServiceHolder
-from medflow.runtime.spec import Call, FileAnswer, HttpFunction, Operation
+from medflow.runtime.spec import Answer, Call, FileAnswer, HttpFunction, Operation
 from medflow.tracing import activate, child_of, deactivate
 
 log = logging.getLogger("medflow.http")
@@ -149,6 +149,8 @@ class HttpRuntime:
 
     @staticmethod
     def _respond(op: Operation, result: Any) -> Response:
+        if isinstance(result, Answer):
+            return JSONResponse(result.body.model_dump(mode="json"), status_code=result.status, headers=dict(result.headers))
         if isinstance(result, FileAnswer):
             return FileResponse(result.path, media_type=op.produces, filename=result.filename,
                                 background=BackgroundTask(result.path.unlink, missing_ok=True))

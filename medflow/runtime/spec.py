@@ -66,6 +66,16 @@ class FileAnswer:
     filename: str
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A JSON answer with its own status and headers, where the operation's usual one does
+    not fit (``202 Accepted`` + ``Location`` when a request became a job)."""
+
+    body: BaseModel
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class Operation:
     function: str
