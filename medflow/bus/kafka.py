@@ -198,7 +198,7 @@ class KafkaEventBus:
         try:
             rows = []
             for group, topics in group_topics.items():
-                committed = admin.list_consumer_group_offsets(group)
+                committed = _committed_offsets(admin, group)
                 partitions = [TopicPartition(topic, p) for topic in topics
                               for p in sorted(consumer.partitions_for_topic(topic) or ())]
                 if not partitions:
@@ -404,6 +404,14 @@ class _GroupWorker(threading.Thread):
             raise _Stopping() from None
         finally:
             self._in_flight = None
+
+
+def _committed_offsets(admin: KafkaAdminClient, group: str) -> dict[TopicPartition, Any]:
+    """A group's committed offsets: ``list_group_offsets`` (kafka-python 3) or
+    ``list_consumer_group_offsets`` (2.x)."""
+    if hasattr(admin, "list_group_offsets"):
+        return admin.list_group_offsets(group).get(group, {})
+    return admin.list_consumer_group_offsets(group)
 
 
 def _rewind(consumer: KafkaConsumer, partition: TopicPartition, offset: int) -> None:
