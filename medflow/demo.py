@@ -46,12 +46,14 @@ DEMO_USERS = [
 
 async def seed(services: Services) -> int:
     """Create the demo data that is missing, then print the demo logins."""
+    from medflow.jobs import demo as jobs_demo
     from medflow.records import announcements_demo, demo as records_demo
 
     created = await seed_institutions(services)
     logins = await seed_users(services)
     await records_demo.seed(services)
     await announcements_demo.seed(services)
+    await jobs_demo.seed(services)     # a full export, run by the in-process job worker
     print_logins(logins)
     return created
 

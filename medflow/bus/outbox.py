@@ -9,6 +9,7 @@ once; consumers are idempotent (ARCHITECTURE §4).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from typing import Any, Iterable
@@ -45,8 +46,7 @@ async def publish_staged(db: Database, bus: EventBus, events: Iterable[CloudEven
     """After the commit: publish and remove. False when the bus failed (the sweep will retry)."""
     events = list(events)
     try:
-        for event in events:
-            await bus.publish(event)
+        await asyncio.gather(*(bus.publish(event) for event in events))   # acknowledged together, not one by one
     except Exception as exc:
         log.warning("outbox publish failed; left for the sweep", extra={"error_type": type(exc).__name__})
         return False
