@@ -17,8 +17,10 @@ from pydantic import Field
 from medflow.accounts.schemas import EntityId
 from medflow.audit.trail import audit
 from medflow.auth.principal import ADMIN, STAFF
+from medflow.bus.outbox import sweep
 from medflow.bus import admin as bus_admin
 from medflow.errors import Problem, forbidden, not_found
+from medflow.ids import utcnow
 from medflow.jobs import alerts
 from medflow.jobs import model as use_cases
 from medflow.jobs.export import get_batch, list_batches
@@ -29,6 +31,7 @@ from medflow.runtime.spec import Answer, Call, HttpFunction, RequestModel, Respo
 
 spec = HttpFunction("jobs", "Bulk jobs, backups, dead letters and lag")
 SOURCE = use_cases.SOURCE
+OUTBOX_GRACE_S = 30.0
 
 
 class ExportOptions(RequestModel):
@@ -125,8 +128,14 @@ async def list_jobs(call: Call) -> JobPage:
 
 @spec.operation("GET", "/jobs/{job_id}", access=STAFF, response=JobOut, errors=(404,), summary="Job status")
 async def status(call: Call) -> JobOut:
-    """State, progress, counts done and failed, timestamps, and the result (an export's backup batch)."""
-    return job_out(await use_cases.get(call.services.db, call.caller(), call.path["job_id"]))
+    """State, progress, counts done and failed, timestamps, and the result (an export's backup
+    batch). A job still queued after a while has its event published again if the first
+    publish was lost (the outbox sweep)."""
+    s = call.services
+    job = await use_cases.get(s.db, call.caller(), call.path["job_id"])
+    if job["state"] == "queued" and (utcnow() - job["created_at"]).total_seconds() > OUTBOX_GRACE_S:
+        await sweep(s.db, s.bus, older_than_s=OUTBOX_GRACE_S)
+    return job_out(job)
 
 
 @spec.operation("POST", "/jobs/{job_id}/cancel", access=STAFF, response=JobOut, errors=(404, 409), summary="Cancel a job")
