@@ -133,27 +133,33 @@ async def run_batch(services, job: dict[str, Any], batch_size: int) -> BatchResu
                                       .with_for_update())).first()
         if current is None or current.state != "running":
             raise _Stop()
-        conditions = case_conditions(job["institution_id"], job["params"])
-        if not by_ids:
-            conditions += _pending(job["kind"])
-        if current.checkpoint:
-            conditions.append(cases.c.id > current.checkpoint)
+        if by_ids:   # the next slice of the (sorted) id list; an id no longer found counts as failed
+            chunk = [i for i in job["params"]["case_ids"] if not current.checkpoint or i > current.checkpoint][:batch_size]
+            if not chunk:
+                return BatchResult(0, 0, 0)
+            conditions = [cases.c.institution_id == job["institution_id"], cases.c.id.in_(chunk)]
+        else:
+            conditions = case_conditions(job["institution_id"], job["params"]) + _pending(job["kind"])
+            if current.checkpoint:
+                conditions.append(cases.c.id > current.checkpoint)
         rows = (await conn.execute(sa.select(cases.c.id, cases.c.version, cases.c.deleted_at, cases.c.institution_id)
                                    .where(*conditions).order_by(cases.c.id).limit(batch_size)
                                    .with_for_update())).all()
-        if not rows:
+        if not by_ids and not rows:
             return BatchResult(0, 0, 0)
+        handled = len(chunk) if by_ids else len(rows)
+        last = chunk[-1] if by_ids else rows[-1].id
         if job["kind"] == "delete":
             done = await _soft_delete(conn, job, rows)
         elif job["kind"] == "archive":
             done = await _archive(services, conn, job, rows)
         else:
             raise PermanentError(f"job kind {job['kind']} has no batch step")
-        failed = len(rows) - done
+        failed = handled - done
         await conn.execute(jobs.update().where(jobs.c.id == job["id"]).values(
-            checkpoint=rows[-1].id, done=jobs.c.done + done, failed=jobs.c.failed + failed,
+            checkpoint=last, done=jobs.c.done + done, failed=jobs.c.failed + failed,
             batches=jobs.c.batches + 1, updated_at=utcnow()))
-    return BatchResult(len(rows), done, failed)
+    return BatchResult(handled, done, failed)
 
 
 async def _soft_delete(conn, job: dict[str, Any], rows) -> int:
