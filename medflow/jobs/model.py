@@ -153,7 +153,7 @@ async def submit(db: Database, bus: EventBus, catalogue: Catalogue, who: Princip
             return await _by_key(db, who, idempotency_key), False
         raise
     await publish_staged(db, bus, events)
-    return await get(db, who, job["id"]), True
+    return {**job, "started_at": None, "finished_at": None, "error": None, "result": None, "checkpoint": None}, True
 
 
 async def _by_key(db: Database, who: Principal, key: str) -> dict[str, Any] | None:

@@ -36,6 +36,7 @@ log = logging.getLogger("medflow.jobs")
 LOCK_TTL_S = 6.0
 SOURCE = "/medflow/job_worker"
 CASE_OBJECT_BUCKETS = ("dicom", "renders")
+HANDOVER = "handover"      # the slice is over: a continuation event carries the job on
 
 
 class _Stop(Exception):
@@ -55,9 +56,15 @@ async def run_job(services, job_id: str, institution_id: str, continuation: int 
     if lock is None:
         raise TransientError("another delivery is working on this job")
     try:
-        return await _run_locked(services, job_id, institution_id, continuation, lock)
+        state = await _run_locked(services, job_id, institution_id, continuation, lock)
     finally:
         await lock.release()
+    if state == HANDOVER:   # published once the lock is free, so the next delivery can take it at once
+        job = await _load(services.db, job_id)
+        await services.bus.publish(make_event(JOB_REQUESTED, SOURCE, job_id, {
+            "job_id": job_id, "institution_id": institution_id, "kind": job["kind"], "continuation": continuation + 1}))
+        return "running"
+    return state
 
 
 async def _load(db, job_id: str) -> dict[str, Any] | None:
@@ -96,9 +103,7 @@ async def _run_locked(services, job_id: str, institution_id: str, continuation: 
         if result.handled == 0:
             return await _finish(services, await _load(db, job_id), "succeeded", None)
         if time.monotonic() - started >= settings.job_slice_s:
-            await services.bus.publish(make_event(JOB_REQUESTED, SOURCE, job_id, {
-                "job_id": job_id, "institution_id": institution_id, "kind": job["kind"], "continuation": continuation + 1}))
-            return "running"
+            return HANDOVER
         if settings.job_batch_pause_s:
             await asyncio.sleep(settings.job_batch_pause_s)
 
