@@ -138,3 +138,29 @@ async def test_the_kafka_broker_killed_and_restarted_mid_job_the_job_finishes(tm
             await _assert_exact(services, final, ids)
     finally:
         broker.stop()
+
+
+async def test_the_job_worker_function_behind_the_relay_killed_mid_job_resumes_when_it_is_back(tmp_path):
+    """The cluster's shape: the job_worker function alone under functions-framework (as its
+    Knative Service runs it), fed by the relay (KafkaSource's stand-in). SIGKILLed mid-job,
+    the relay's delivery fails and is retried with backoff; the function comes back on its
+    port and the job resumes at its checkpoint."""
+    from support_processes import BIN, free_port, function_command
+    async with _world(tmp_path) as (services, env, admin, ids):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        function_env = _worker_env(env, tmp_path, MEDFLOW_JOB_SLICE_S="5")
+        relay = [str(BIN / "medflow"), "relay", "--bootstrap", env["MEDFLOW_KAFKA_BOOTSTRAP"],
+                 "--namespace", env["MEDFLOW_KAFKA_NAMESPACE"], "--route", f"job_worker={url}/=org.medflow.jobs.requested.v1"]
+        with running(relay, env, tmp_path / "relay.log"):
+            with running(function_command("job_worker", port), function_env, tmp_path / "fn-1.log", f"{url}/healthz") as fn:
+                job, _ = await submit(services.db, services.bus, services.catalogue, admin,
+                                      JobRequest("delete", filter={"modality": "CT"}), idempotency_key=None,
+                                      default_deadline_s=600, max_ids=10_000)
+                await _wait(services, job["id"], lambda j: j["done"] >= 300, 120, "no progress before the kill")
+                os.killpg(fn.pid, signal.SIGKILL)
+                fn.wait(10)
+            assert (await _job(services, job["id"]))["state"] == "running"
+            with running(function_command("job_worker", port), function_env, tmp_path / "fn-2.log", f"{url}/healthz"):
+                final = await _wait(services, job["id"], lambda j: j["state"] != "running", 240, "not finished after restart")
+        await _assert_exact(services, final, ids)
