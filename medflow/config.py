@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     # Search exports answered at once up to this many rows (larger ones become jobs).
     export_max_rows: int = Field(10_000, ge=1, le=1_000_000)
 
+    # Bulk jobs: rows per batch (one transaction and checkpoint each), seconds one delivery
+    # works before handing the rest to a continuation event, default deadline, id-list cap.
+    job_batch_size: int = Field(1000, ge=1, le=50_000)
+    job_slice_s: float = Field(20.0, gt=0, le=600)
+    job_deadline_s: int = Field(3600, ge=1, le=7 * 86400)
+    job_max_ids: int = Field(10_000, ge=1, le=1_000_000)
+    job_batch_pause_s: float = Field(0.0, ge=0, le=10, description="Pause between batches (tests, throttling).")
+
     # HTTP runtime.
     max_body_bytes: int = Field(1_048_576, ge=1024, le=1_073_741_824)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -48,6 +48,7 @@ async def seed(services: Services) -> int:
     """Create the demo data that is missing, then print the demo logins."""
     from medflow.imaging import demo as imaging_demo
     from medflow.knowledge import demo as knowledge_demo
+    from medflow.jobs import demo as jobs_demo
     from medflow.records import announcements_demo, demo as records_demo
 
     created = await seed_institutions(services)
@@ -56,6 +57,7 @@ async def seed(services: Services) -> int:
     await announcements_demo.seed(services)
     await imaging_demo.seed(services)
     await knowledge_demo.seed(services)
+    await jobs_demo.seed(services)     # a full export, run by the in-process job worker
     print_logins(logins)
     return created
 

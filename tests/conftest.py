@@ -66,6 +66,32 @@ async def object_store(request, tmp_path):
     await store.close()
 
 
+def delete_topics(bootstrap: str, prefix: str) -> None:
+    """Delete every topic whose name starts with ``prefix`` (a test's own), and its consumer
+    groups: thousands of leftover test topics make the shared broker slow to restart."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    if not prefix or prefix in (".", "medflow."):
+        raise ValueError("refusing to delete topics without a test-unique prefix")
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="medflow-test-cleanup")
+    except KafkaError:
+        return
+    try:
+        topics = [t for t in admin.list_topics() if t.startswith(prefix)]
+        if topics:
+            admin.delete_topics(topics, raise_errors=False)
+        groups = [g.get("group_id") for g in admin.list_groups()]   # kafka-python 3: dicts
+        mine = [g for g in groups if isinstance(g, str) and g.startswith(prefix)]
+        if mine:
+            admin.delete_groups(mine)
+    except KafkaError:
+        pass          # best effort: a cleanup failure must not fail the test
+    finally:
+        admin.close()
+
+
 @pytest.fixture
 async def bus_factory():
     """Build event buses of one kind; ``kind`` is 'memory' or 'real' (Kafka, unique topics per test)."""
@@ -93,6 +119,8 @@ async def bus_factory():
     yield make
     for bus in created:  # stop() is idempotent: tests may have stopped theirs already
         await bus.stop()
+    if any(type(bus).__name__ == "KafkaEventBus" for bus in created):
+        delete_topics(real_setting("MEDFLOW_TEST_KAFKA_BOOTSTRAP"), topic_prefix + ".")
 
 
 # --- SQL -----------------------------------------------------------------------------
@@ -245,6 +273,7 @@ async def running_platform(kind: str, tmp_path: Path, **overrides):
     finally:
         if mysql_url:
             drop_mysql_database(mysql_url)
+            delete_topics(settings.kafka_bootstrap, settings.kafka_namespace + ".")
 
 
 @pytest.fixture(params=["embedded", "real"])

@@ -13,37 +13,21 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from medflow.accounts.schemas import EntityId
 from medflow.audit.trail import audit
 from medflow.auth.principal import ADMIN, STAFF
 from medflow.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from medflow.records.schemas import AnnotationStatus, AwareDateTime, Code, ExamType, Modality, QualityLabel
+from medflow.records.schemas import SearchFilters
 from medflow.records.search import MISSING_FIELDS, CaseFilter, CaseSummary, search_cases
 from medflow.runtime.entry import entrypoint
 from medflow.records.export import export_cases
-from medflow.runtime.spec import Call, FileAnswer, HttpFunction, RequestModel, ResponseModel
+from medflow.errors import Problem
+from medflow.runtime.spec import Answer, Call, FileAnswer, HttpFunction, RequestModel, ResponseModel
 
 spec = HttpFunction("case_search", "Case search and data supervision")
 SOURCE = "/medflow/case_search"
 
 _MISSING = "|".join(MISSING_FIELDS)
 MissingList = Annotated[str, StringConstraints(pattern=rf"^({_MISSING})(,({_MISSING}))*$")]
-
-
-class SearchFilters(RequestModel):
-    """The filters of a search; each narrows it, any combination."""
-
-    patient_id: EntityId | None = None
-    time_from: AwareDateTime | None = Field(None, description="Exams at or after this time (with a zone).")
-    time_to: AwareDateTime | None = Field(None, description="Exams before this time (with a zone); after time_from.")
-    exam_type: ExamType | None = None
-    modality: Modality | None = None
-    annotation_status: AnnotationStatus | None = None
-    doctor_id: EntityId | None = None
-    department_id: EntityId | None = None
-    diagnosis_code: Code | None = None
-    quality_label: QualityLabel | None = None
-    title_contains: str | None = Field(None, min_length=1, max_length=200, description="A substring of the title.")
 
 
 class SearchQuery(SearchFilters):
@@ -134,17 +118,37 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 @spec.operation("GET", "/cases/export", access=STAFF, query=ExportQuery, response=None, produces=XLSX,
                 summary="Export a search to Excel")
-async def export(call: Call) -> FileAnswer:
+async def export(call: Call) -> FileAnswer | Answer:
     """Every case matching the filters as an .xlsx workbook, written in constant memory.
-    Up to MEDFLOW_EXPORT_MAX_ROWS cases (422 `export-too-large` beyond: narrow the search)."""
-    q, me = call.query, call.caller()
+    Up to MEDFLOW_EXPORT_MAX_ROWS cases at once; a larger result becomes an export job:
+    `202 Accepted` with the job (JSON) and its status URL in `Location`; the finished job's
+    result names the package (zip of the workbook + manifest) to download."""
+    q, me, s = call.query, call.caller(), call.services
     f = CaseFilter(institution_id=me.institution_id, **q.model_dump())
-    path, rows = await export_cases(call.services.db, f, call.services.settings.export_max_rows)
     used = sorted(k for k, v in q.model_dump().items() if v is not None)
-    await audit(call.services.bus, call.services.catalogue, source=SOURCE, action="case.exported", resource_type="case",
+    try:
+        path, rows = await export_cases(s.db, f, s.settings.export_max_rows)
+    except Problem as problem:
+        if problem.code != "export-too-large":
+            raise
+        from medflow.jobs.model import JobRequest, submit
+        job, _ = await submit(s.db, s.bus, s.catalogue, me, JobRequest(
+            kind="export", filter=q.model_dump(exclude_none=True), confirm_all=True, options={"format": "xlsx"}),
+            idempotency_key=call.headers.get("idempotency-key"), default_deadline_s=s.settings.job_deadline_s,
+            max_ids=s.settings.job_max_ids, source=SOURCE)
+        return Answer(JobAccepted(id=job["id"], state=job["state"], status_url=f"/api/jobs/jobs/{job['id']}"), 202,
+                      {"Location": f"/api/jobs/jobs/{job['id']}"})
+    await audit(s.bus, s.catalogue, source=SOURCE, action="case.exported", resource_type="case",
                 outcome="success", actor_id=me.user_id, actor_role=me.role, institution_id=me.institution_id,
                 resource_id=q.patient_id, details={"filters": used, "rows": rows})
     return FileAnswer(path, "cases.xlsx")
+
+
+class JobAccepted(ResponseModel):
+    """A search too large to export at once, now an export job."""
+    id: str
+    state: str
+    status_url: str
 
 
 case_search = entrypoint(spec)

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
-from medflow.bus.ports import matches
+from medflow.bus.ports import DeliveryPolicy, matches
 from medflow.errors import PermanentError
 
 CATALOGUE_DIR = Path(__file__).resolve().parents[2] / "events"
@@ -34,6 +34,15 @@ class Consumer:
     group: str
     function: str
     accepts: tuple[str, ...]
+    delivery: dict[str, Any] | None = None   # the consumer's own retry rules, over the defaults
+
+    def policy(self, default: DeliveryPolicy) -> DeliveryPolicy:
+        """``default`` with this consumer's ``retry`` and ``backoffDelay`` (``PT<n>S``) applied."""
+        if not self.delivery:
+            return default
+        delay = str(self.delivery.get("backoffDelay", "")).removeprefix("PT").removesuffix("S")
+        return DeliveryPolicy(int(self.delivery.get("retry", default.max_attempts)),
+                              float(delay) if delay else default.backoff_initial_s, default.backoff_max_s)
 
 
 class Catalogue:
@@ -65,7 +74,7 @@ class Catalogue:
 
     @property
     def consumers(self) -> list[Consumer]:
-        return [Consumer(self.namespace + group, c["function"], tuple(c["accepts"]))
+        return [Consumer(self.namespace + group, c["function"], tuple(c["accepts"]), c.get("delivery"))
                 for group, c in self.raw["consumers"].items()]
 
     @cached_property

@@ -38,7 +38,7 @@ from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, Ka
 
 from medflow.bus.delivery import DeliveryResult, deliver
 from medflow.bus.events import describe, from_kafka, to_kafka
-from medflow.bus.ports import DeadLetter, DeliveryPolicy, Handler, Outcome, matches
+from medflow.bus.ports import DeadLetter, DeliveryPolicy, Handler, Lag, Outcome, matches
 from medflow.errors import TransientError
 
 log = logging.getLogger("medflow.bus.kafka")
@@ -125,6 +125,14 @@ class KafkaEventBus:
         records.sort(key=lambda r: (r.timestamp, r.partition, r.offset))
         return [_dead_letter_of(group, r) for r in records[:limit]]
 
+    async def lag(self, group_topics: dict[str, Sequence[str]]) -> list[Lag]:
+        """Per group, topic and partition: committed offset, log end, and the difference."""
+        return await asyncio.to_thread(self._lag, group_topics)
+
+    async def dead_letter_counts(self, groups: Sequence[str]) -> dict[str, int]:
+        """Records in each group's dead-letter topic (end minus beginning offsets)."""
+        return await asyncio.to_thread(self._dead_letter_counts, list(groups))
+
     # -- administration ------------------------------------------------------------------
 
     async def ensure_topics(self, topics: Iterable[str], partitions: int = 3) -> None:
@@ -174,6 +182,52 @@ class KafkaEventBus:
         except kafka_errors.KafkaError as exc:
             raise TransientError(f"could not create topics: {type(exc).__name__}") from exc
         finally:
+            admin.close()
+
+    def _offset_clients(self) -> tuple[KafkaAdminClient, KafkaConsumer]:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=self._client_id)
+            consumer = KafkaConsumer(bootstrap_servers=self._bootstrap, client_id=self._client_id, group_id=None,
+                                     enable_auto_commit=False, allow_auto_create_topics=False)
+        except kafka_errors.KafkaError as exc:
+            raise TransientError(f"Kafka could not be reached: {type(exc).__name__}") from exc
+        return admin, consumer
+
+    def _lag(self, group_topics: dict[str, Sequence[str]]) -> list[Lag]:
+        admin, consumer = self._offset_clients()
+        try:
+            rows = []
+            for group, topics in group_topics.items():
+                committed = _committed_offsets(admin, group)
+                partitions = [TopicPartition(topic, p) for topic in topics
+                              for p in sorted(consumer.partitions_for_topic(topic) or ())]
+                if not partitions:
+                    continue
+                end, start = consumer.end_offsets(partitions), consumer.beginning_offsets(partitions)
+                for tp in partitions:
+                    done = committed[tp].offset if tp in committed and committed[tp].offset >= 0 else start[tp]
+                    rows.append(Lag(group, tp.topic, tp.partition, done, end[tp], max(0, end[tp] - done)))
+            return rows
+        except kafka_errors.KafkaError as exc:
+            raise TransientError(f"could not read offsets: {type(exc).__name__}") from exc
+        finally:
+            consumer.close(autocommit=False)
+            admin.close()
+
+    def _dead_letter_counts(self, groups: list[str]) -> dict[str, int]:
+        admin, consumer = self._offset_clients()
+        try:
+            counts = {}
+            for group in groups:
+                topic = self._dead_letter_topic_for(group)
+                partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+                end, start = (consumer.end_offsets(partitions), consumer.beginning_offsets(partitions)) if partitions else ({}, {})
+                counts[group] = sum(end[tp] - start[tp] for tp in partitions)
+            return counts
+        except kafka_errors.KafkaError as exc:
+            raise TransientError(f"could not read offsets: {type(exc).__name__}") from exc
+        finally:
+            consumer.close(autocommit=False)
             admin.close()
 
     def _wait_for_assignments(self, deadline: float) -> None:
@@ -350,6 +404,14 @@ class _GroupWorker(threading.Thread):
             raise _Stopping() from None
         finally:
             self._in_flight = None
+
+
+def _committed_offsets(admin: KafkaAdminClient, group: str) -> dict[TopicPartition, Any]:
+    """A group's committed offsets: ``list_group_offsets`` (kafka-python 3) or
+    ``list_consumer_group_offsets`` (2.x)."""
+    if hasattr(admin, "list_group_offsets"):
+        return admin.list_group_offsets(group).get(group, {})
+    return admin.list_consumer_group_offsets(group)
 
 
 def _rewind(consumer: KafkaConsumer, partition: TopicPartition, offset: int) -> None:

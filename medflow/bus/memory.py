@@ -15,7 +15,7 @@ from typing import Sequence
 from cloudevents.http import CloudEvent
 
 from medflow.bus.delivery import deliver
-from medflow.bus.ports import DeadLetter, DeliveryPolicy, Handler, Outcome, matches
+from medflow.bus.ports import DeadLetter, DeliveryPolicy, Handler, Lag, Outcome, matches
 from medflow.ids import utcnow
 
 
@@ -27,6 +27,7 @@ class _Group:
     policy: DeliveryPolicy
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     worker: asyncio.Task | None = None
+    handled: int = 0
 
 
 class MemoryEventBus:
@@ -70,6 +71,20 @@ class MemoryEventBus:
     async def dead_letters(self, group: str, limit: int = 100) -> list[DeadLetter]:
         return list(self._dead.get(group, []))[:limit]
 
+    async def lag(self, group_topics: dict[str, Sequence[str]]) -> list[Lag]:
+        """One in-process queue per group: its unfinished events are the lag."""
+        rows = []
+        for name in group_topics:
+            group = self._groups.get(name)
+            if group is not None:
+                handled = group.handled
+                rows.append(Lag(name, "in-process", 0, handled, handled + group.queue._unfinished_tasks,
+                                group.queue._unfinished_tasks))
+        return rows
+
+    async def dead_letter_counts(self, groups: Sequence[str]) -> dict[str, int]:
+        return {g: len(self._dead.get(g, [])) for g in groups}
+
     async def _work(self, group: _Group) -> None:
         while True:
             event = await group.queue.get()
@@ -79,4 +94,5 @@ class MemoryEventBus:
                     self._dead.setdefault(group.name, []).append(
                         DeadLetter(group.name, event, result.reason, result.attempts, utcnow()))
             finally:
+                group.handled += 1
                 group.queue.task_done()

@@ -46,6 +46,17 @@ class DeadLetter:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Lag:
+    """How far a consumer group is behind on one partition (the in-process bus: one queue)."""
+    group: str
+    topic: str
+    partition: int
+    committed: int
+    end: int
+    lag: int
+
+
 def matches(patterns: Sequence[str], event_type: str) -> bool:
     """Exact types or prefixes ending in ``*`` (``org.medflow.audit.*``)."""
     return any(event_type == p or (p.endswith("*") and event_type.startswith(p[:-1])) for p in patterns)
@@ -65,3 +76,9 @@ class EventBus(Protocol):
 
     async def dead_letters(self, group: str, limit: int = 100) -> list[DeadLetter]:
         """Dead-lettered events of a group, oldest first, each with its original and reason."""
+
+    async def lag(self, group_topics: dict[str, Sequence[str]]) -> list[Lag]:
+        """Consumer lag per group, topic and partition (``group_topics``: each group's topics)."""
+
+    async def dead_letter_counts(self, groups: Sequence[str]) -> dict[str, int]:
+        """How many events each group has dead-lettered."""

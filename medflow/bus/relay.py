@@ -8,7 +8,8 @@ errors retried with backoff by ``deliver`` and dead-lettered after ``max_attempt
     medflow relay --bootstrap 127.0.0.1:39092 \\
         --route audit_sink=http://127.0.0.1:8082/=org.medflow.audit.*
 
-Topics come from the events catalogue (events/catalogue.yaml).
+Topics come from the events catalogue (events/catalogue.yaml), and so do a consumer's own
+retry rules (its ``delivery``: ``job_worker`` retries 10 times), over ``--max-attempts``.
 """
 
 from __future__ import annotations
@@ -68,12 +69,14 @@ class HttpDelivery:
 
 
 async def run_relay(bus: KafkaEventBus, routes: Sequence[Route], timeout_s: float = 30.0,
-                    topics_for: Callable[[Sequence[str]], Sequence[str]] | None = None) -> None:
-    """Subscribe every route, start the bus and relay until cancelled; then stop the bus."""
+                    topics_for: Callable[[Sequence[str]], Sequence[str]] | None = None,
+                    policies: dict[str, DeliveryPolicy] | None = None) -> None:
+    """Subscribe every route, start the bus and relay until cancelled; then stop the bus.
+    ``policies`` gives a group its own retry rules (the catalogue consumer's ``delivery``)."""
     async with httpx.AsyncClient() as client:
         for group, types, url in routes:
             topics = topics_for(tuple(types)) if topics_for else None
-            bus.subscribe(group, types, HttpDelivery(url, timeout_s, client), topics=topics)
+            bus.subscribe(group, types, HttpDelivery(url, timeout_s, client), (policies or {}).get(group), topics=topics)
         try:
             await bus.start()
             log.info("relay started", extra={"groups": [group for group, _, _ in routes]})
@@ -108,12 +111,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     bus = KafkaEventBus(args.bootstrap, topic_for=events.topic_for, dead_letter_topic_for=events.dead_letter_topic,
                         default_policy=DeliveryPolicy(max_attempts=args.max_attempts), client_id="medflow-relay")
     routes = [(events.namespace + group, types, url) for group, types, url in args.route]
-    asyncio.run(_run_until_signalled(bus, routes, args.timeout, events.topics_for))
+    default = DeliveryPolicy(max_attempts=args.max_attempts)
+    policies = {c.group: c.policy(default) for c in events.consumers if c.delivery}   # the catalogue's own rules win
+    asyncio.run(_run_until_signalled(bus, routes, args.timeout, events.topics_for, policies))
 
 
 async def _run_until_signalled(bus: KafkaEventBus, routes: Sequence[Route], timeout_s: float,
-                               topics_for: Callable[[Sequence[str]], Sequence[str]]) -> None:
-    task = asyncio.create_task(run_relay(bus, routes, timeout_s, topics_for))
+                               topics_for: Callable[[Sequence[str]], Sequence[str]],
+                               policies: dict[str, DeliveryPolicy] | None = None) -> None:
+    task = asyncio.create_task(run_relay(bus, routes, timeout_s, topics_for, policies))
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, task.cancel)

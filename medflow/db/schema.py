@@ -453,3 +453,92 @@ knowledge_answers = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index(None, "conversation_id", "created_at", "id"),
 )
+
+# --- Bulk jobs (issue 6) ----------------------------------------------------------------
+
+JOB_KINDS = ("delete", "archive", "export")
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
+
+# One row per submitted job; it is also the job's checkpoint: each batch updates
+# ``checkpoint`` (the last case id handled) and the counts in the batch's own transaction.
+jobs = sa.Table(
+    "jobs", metadata,
+    id_column(primary_key=True),
+    id_column("institution_id", sa.ForeignKey("institutions.id"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, server_default="queued"),
+    id_column("submitted_by", nullable=False),
+    sa.Column("submitter_role", sa.String(16), nullable=False),
+    sa.Column("idempotency_key", sa.String(100), nullable=True),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("total", sa.Integer, nullable=True),
+    sa.Column("done", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("failed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("checkpoint", sa.String(64), nullable=True),
+    sa.Column("batches", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error", sa.String(500), nullable=True),
+    sa.Column("result", sa.JSON, nullable=True),
+    sa.Column("deadline_at", UTCDateTime, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("institution_id", "submitted_by", "idempotency_key"),
+    sa.Index(None, "institution_id", "created_at", "id"),
+    sa.Index(None, "institution_id", "submitted_by", "created_at", "id"),
+)
+
+# Offline export packages (zip of xlsx/CSV + manifest.json) in the object store.
+backup_batches = sa.Table(
+    "backup_batches", metadata,
+    id_column(primary_key=True),
+    id_column("institution_id", sa.ForeignKey("institutions.id"), nullable=False),
+    id_column("job_id", sa.ForeignKey("jobs.id"), nullable=False, unique=True),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("format", sa.String(8), nullable=False),
+    id_column("created_by", nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("since", UTCDateTime, nullable=True),
+    sa.Column("upto", UTCDateTime, nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("bucket", sa.String(32), nullable=False),
+    sa.Column("object_key", sa.String(300), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Index(None, "institution_id", "created_at", "id"),
+)
+
+# Cases moved to the archive tier by an archive job (the case row stays; its objects moved).
+case_archive = sa.Table(
+    "case_archive", metadata,
+    id_column("case_id", sa.ForeignKey("cases.id"), primary_key=True),
+    id_column("institution_id", nullable=False),
+    id_column("job_id", nullable=False),
+    sa.Column("objects_moved", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("archived_at", UTCDateTime, nullable=False),
+)
+
+# Transactional outbox: events written in the same transaction as the change they announce,
+# published after the commit (and re-published by the sweep if that publish was lost).
+event_outbox = sa.Table(
+    "event_outbox", metadata,
+    id_column(primary_key=True),
+    sa.Column("event_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("event_type", sa.String(120), nullable=False),
+    sa.Column("event", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "created_at"),
+)
+
+# Admins' alert thresholds on consumer lag and dead-letter counts, per consumer group.
+bus_alert_rules = sa.Table(
+    "bus_alert_rules", metadata,
+    id_column(primary_key=True),
+    id_column("institution_id", sa.ForeignKey("institutions.id"), nullable=False),
+    sa.Column("metric", sa.String(16), nullable=False),
+    sa.Column("consumer_group", sa.String(100), nullable=False),
+    sa.Column("threshold", sa.Integer, nullable=False),
+    id_column("updated_by", nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("institution_id", "metric", "consumer_group"),
+)

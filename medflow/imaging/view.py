@@ -26,8 +26,24 @@ if TYPE_CHECKING:
 RENDERS = "renders"
 
 
+ARCHIVE = "archive"
+
+
+async def located(services: "Services", instance: dict) -> tuple[str, str]:
+    """(bucket, key) of an instance's original: in the DICOM bucket, or in the archive tier
+    once a bulk archive job moved it there (``<bucket>/<key>``, see medflow/jobs/worker.py)."""
+    key = instance["object_key"]
+    try:
+        await services.objects.head(BUCKET, key)
+        return BUCKET, key
+    except ObjectNotFound:
+        await services.objects.head(ARCHIVE, f"{BUCKET}/{key}")  # ObjectNotFound when in neither
+        return ARCHIVE, f"{BUCKET}/{key}"
+
+
 async def original_url(services: "Services", instance: dict) -> str:
-    return await services.objects.signed_url(BUCKET, instance["object_key"], services.settings.signed_url_ttl_s)
+    bucket, key = await located(services, instance)
+    return await services.objects.signed_url(bucket, key, services.settings.signed_url_ttl_s)
 
 
 def render_key(instance: dict, req: RenderRequest) -> str:
@@ -49,7 +65,7 @@ async def rendered_url(services: "Services", instance: dict, req: RenderRequest)
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as out:
-            async for chunk in services.objects.stream(BUCKET, instance["object_key"]):
+            async for chunk in services.objects.stream(*await located(services, instance)):
                 await asyncio.to_thread(out.write, chunk)
         try:
             image = await asyncio.to_thread(render, path, req)

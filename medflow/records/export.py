@@ -29,7 +29,8 @@ def too_many_rows(max_rows: int) -> Problem:
                    f"The search matches more than {max_rows} cases; narrow it (large exports become jobs).")
 
 
-def _cell(value: object) -> object:
+def cell_value(value: object) -> object:
+    """A value as a spreadsheet cell: times as ISO text, lists joined."""
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, list):
@@ -37,13 +38,18 @@ def _cell(value: object) -> object:
     return value
 
 
+def open_workbook(path: Path) -> xlsxwriter.Workbook:
+    """A workbook written row by row to disk (constant memory); text never becomes a formula or link."""
+    return xlsxwriter.Workbook(str(path), {"constant_memory": True, "strings_to_formulas": False,
+                                           "strings_to_urls": False})
+
+
 async def export_cases(db: Database, f: CaseFilter, max_rows: int) -> tuple[Path, int]:
     """The workbook's path and its row count; the file is the caller's to delete."""
     fd, name = tempfile.mkstemp(prefix="medflow-export-", suffix=".xlsx")
     os.close(fd)
     path = Path(name)
-    workbook = xlsxwriter.Workbook(str(path), {"constant_memory": True, "strings_to_formulas": False,
-                                               "strings_to_urls": False})
+    workbook = open_workbook(path)
     try:
         sheet = workbook.add_worksheet("cases")
         header = workbook.add_format({"bold": True})
@@ -55,7 +61,7 @@ async def export_cases(db: Database, f: CaseFilter, max_rows: int) -> tuple[Path
                 raise too_many_rows(max_rows)
             for case in page:
                 written += 1
-                sheet.write_row(written, 0, [_cell(getattr(case, c)) for c in COLUMNS])
+                sheet.write_row(written, 0, [cell_value(getattr(case, c)) for c in COLUMNS])
             if cursor is None:
                 break
         workbook.close()

@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from medflow.runtime.spec import ResponseModel
+from medflow.accounts.schemas import EntityId
+from medflow.runtime.spec import RequestModel, ResponseModel
 
 Code = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9._-]{1,16}$")]
 Mrn = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9._/-]{1,64}$")]
@@ -36,6 +37,22 @@ Content = Annotated[dict[str, Any], Field(max_length=200)]
 Json = dict[str, Any]
 
 
+class SearchFilters(RequestModel):
+    """The filters of a search; each narrows it, any combination."""
+
+    patient_id: EntityId | None = None
+    time_from: AwareDateTime | None = Field(None, description="Exams at or after this time (with a zone).")
+    time_to: AwareDateTime | None = Field(None, description="Exams before this time (with a zone); after time_from.")
+    exam_type: ExamType | None = None
+    modality: Modality | None = None
+    annotation_status: AnnotationStatus | None = None
+    doctor_id: EntityId | None = None
+    department_id: EntityId | None = None
+    diagnosis_code: Code | None = None
+    quality_label: QualityLabel | None = None
+    title_contains: str | None = Field(None, min_length=1, max_length=200, description="A substring of the title.")
+
+
 class VersionEntryOut(ResponseModel):
     version: int
     changed_by: str | None
@@ -50,4 +67,4 @@ class HistoryOut(ResponseModel):
 
 __all__ = ["Code", "Mrn", "IdentifierSystem", "IdentifierValue", "Name", "Title", "Reason", "Sex", "ExamType",
            "Modality", "CaseStatus", "AnnotationStatus", "QualityLabel", "ItemKind", "AwareDateTime", "Content",
-           "Json", "VersionEntryOut", "HistoryOut", "date"]
+           "Json", "SearchFilters", "VersionEntryOut", "HistoryOut", "date"]

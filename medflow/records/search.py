@@ -216,6 +216,12 @@ def _case_conditions(f: CaseFilter, index: str) -> list[sa.ColumnElement[bool]]:
     return conditions
 
 
+def filter_conditions(f: CaseFilter) -> list[sa.ColumnElement[bool]]:
+    """Every condition of a filter on ``cases`` alone (no driving index, no order): for bulk
+    jobs, which walk the matching cases in id order."""
+    return [cases.c.institution_id == f.institution_id, *_case_conditions(f, ""), *_time_conditions(f, cases.c.exam_time)]
+
+
 def _has_diagnosis(code: str) -> sa.ColumnElement[bool]:
     """A primary-key lookup on ``case_diagnoses`` for each row read."""
     return sa.exists().where(case_diagnoses.c.case_id == cases.c.id, case_diagnoses.c.code == code)

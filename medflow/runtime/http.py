@@ -26,7 +26,7 @@ from medflow.runtime.body import parse_json, read_limited
 from medflow.runtime.openapi import function_document
 from medflow.runtime.problems import internal_error, invalid, problem_response
 from medflow.runtime.services import ServiceHolder
-from medflow.runtime.spec import Call, EventStream, FileAnswer, HttpFunction, Operation, RenderedJson
+from medflow.runtime.spec import Answer, Call, EventStream, FileAnswer, HttpFunction, Operation, RenderedJson
 from medflow.tracing import activate, child_of, deactivate
 
 log = logging.getLogger("medflow.http")
@@ -178,6 +178,9 @@ class HttpRuntime:
         if isinstance(result, EventStream):
             return StreamingResponse(self._sse(op, result.events), status_code=op.status, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        if isinstance(result, Answer):
+            return Response(result.body.model_dump_json(), status_code=result.status, headers=dict(result.headers),
+                            media_type="application/json")
         if isinstance(result, FileAnswer):
             return FileResponse(result.path, media_type=op.produces, filename=result.filename,
                                 background=BackgroundTask(result.path.unlink, missing_ok=True))

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from medflow.bootstrap import Services
+from medflow.bootstrap import Services, delivery_policy
 from medflow.errors import Problem, forbidden, not_found
 from medflow.resilience import breaker_states
 from medflow.runtime import metrics
@@ -38,6 +38,7 @@ def subscribe_event_functions(services: Services, runtimes: dict[str, HttpRuntim
         if not isinstance(runtime, EventRuntime):
             raise RuntimeError(f"catalogue consumer {consumer.group} names no CloudEvent function {consumer.function}")
         services.bus.subscribe(consumer.group, consumer.accepts, runtime.deliver,
+                               consumer.policy(delivery_policy(services.settings)),
                                topics=services.catalogue.topics_for(consumer.accepts))
 
 

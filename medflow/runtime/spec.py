@@ -83,6 +83,16 @@ class RenderedJson:
     body: bytes
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A JSON answer with its own status and headers, where the operation's usual one does
+    not fit (``202 Accepted`` + ``Location`` when a request became a job)."""
+
+    body: BaseModel
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class Operation:
     function: str

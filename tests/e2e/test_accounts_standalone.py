@@ -138,6 +138,9 @@ def realm(tmp_path_factory):
                "logs": tmp_path_factory.mktemp("logs")}
     finally:
         drop_mysql_database(url)
+        if "env" in locals():
+            from conftest import delete_topics
+            delete_topics(env["MEDFLOW_KAFKA_BOOTSTRAP"], env["MEDFLOW_KAFKA_NAMESPACE"] + ".")
 
 
 def start(stack: ExitStack, realm: dict, name: str, key_set: str) -> Function:

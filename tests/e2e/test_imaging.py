@@ -8,16 +8,15 @@ import asyncio
 import io
 import time
 from datetime import date
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from PIL import Image
 
 from medflow.db.schema import audit_log, imaging_instances, imaging_studies, patients
 from medflow.imaging.ingest import BUCKET
-from imaging_support import instance, multipart
+from imaging_support import fetch_signed as _fetch, instance, multipart
 from records_support import actor, patient, problem as _problem
 
 DICOM = {"content-type": "application/dicom"}
@@ -39,15 +38,6 @@ async def _rows(platform, table) -> int:
 
 async def _objects(platform, institution_id: str) -> list[str]:
     return [o.key for o in await platform.services.objects.list(BUCKET, prefix=f"{institution_id}/")]
-
-
-async def _fetch(platform, url: str) -> httpx.Response:
-    """Follow a signed URL: the embedded store's through the app, S3's over the network."""
-    if platform.kind == "embedded":
-        parts = urlsplit(url)
-        return await platform.get(parts.path + "?" + parts.query)
-    async with httpx.AsyncClient() as client:
-        return await client.get(url)
 
 
 async def test_a_batch_is_stored_and_each_instance_answers_on_its_own(platform, team):

@@ -110,8 +110,26 @@ def test_the_reference_page_is_served_without_external_assets(server):
 def test_demo_seeding_went_through_the_bus_into_the_audit_trail(server):
     _, data = server
     with sqlite3.connect(data / "medflow.sqlite3") as conn:
-        rows = conn.execute("SELECT action, source FROM audit_log").fetchall()
+        rows = conn.execute("SELECT action, source FROM audit_log WHERE resource_type = 'institution'").fetchall()
+        demo = conn.execute("SELECT DISTINCT action FROM audit_log WHERE source = '/medflow/demo'").fetchall()
     assert rows and all(row == ("demo.seeded", "/medflow/demo") for row in rows)
+    assert sorted(demo) == [("demo.seeded",), ("job.submitted",)]
+
+
+def test_the_demo_export_job_ran_in_process_to_a_backup_batch(server):
+    """The one-process server delivers job events to the job worker: the demo's export finishes."""
+    import time
+    _, data = server
+    deadline = time.monotonic() + 60
+    while True:
+        with sqlite3.connect(data / "medflow.sqlite3") as conn:
+            job = conn.execute("SELECT kind, state, done, result FROM jobs").fetchall()
+            batches = conn.execute("SELECT mode, format, rows FROM backup_batches").fetchall()
+        if (job and job[0][1] != "queued" and job[0][1] != "running") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(job) == 1 and job[0][:2] == ("export", "succeeded"), job
+    assert batches == [("full", "xlsx", job[0][2])] and job[0][2] >= 6       # the demo cases
 
 
 def test_metrics_are_exposed(server):

@@ -41,7 +41,10 @@ def real_db():
 
 @pytest.fixture(scope="module")
 def real_env(real_db):
-    return real_settings_env(real_db, unique("e2e"))
+    from conftest import delete_topics
+    env = real_settings_env(real_db, unique("e2e"))
+    yield env
+    delete_topics(env["MEDFLOW_KAFKA_BOOTSTRAP"], env["MEDFLOW_KAFKA_NAMESPACE"] + ".")
 
 
 def _sql(url: str):

@@ -1,0 +1,1 @@
+"""Bulk jobs: submit, run in checkpointed batches, cancel, expire, export packages."""

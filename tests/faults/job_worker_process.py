@@ -1,0 +1,29 @@
+"""A job worker process for the fault tests: the ``job_worker`` CloudEvent function fed by
+Kafka (its catalogue consumer group), configured by ``MEDFLOW_*`` like any deployment.
+Prints ``ready`` once its consumer has partitions."""
+
+from __future__ import annotations
+
+import asyncio
+
+from medflow.bootstrap import build_services, delivery_policy
+from medflow.runtime.entry import runtime_for
+from medflow.runtime.registry import load_specs
+from medflow.runtime.services import ServiceHolder
+
+
+async def main() -> None:
+    services = build_services()
+    spec = next(s for s in load_specs() if s.name == "job_worker")
+    runtime = runtime_for(spec, ServiceHolder(services=services))
+    consumer = next(c for c in services.catalogue.consumers if c.function == "job_worker")
+    services.bus.subscribe(consumer.group, consumer.accepts, runtime.deliver,
+                           consumer.policy(delivery_policy(services.settings)),
+                           topics=services.catalogue.topics_for(consumer.accepts))
+    await services.bus.start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
