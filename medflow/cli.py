@@ -1,4 +1,5 @@
-"""``medflow``: migrate, seed demo data, serve the one-process platform, run the event relay."""
+"""``medflow``: migrate, seed demo data, serve the one-process platform, run the event relay,
+serve the diagnostic models."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["relay"]:  # the relay has its own options
         from medflow.bus.relay import main as relay_main
         return relay_main(argv[1:]) or 0
+    if argv[:1] == ["models"]:  # the model server and the models' tools have their own options
+        from medflow.inference.cli import main as models_main
+        return models_main(argv[1:])
     parser = argparse.ArgumentParser(prog="medflow")
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("migrate", help="apply database migrations")
@@ -56,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--migrate", action="store_true", help="apply migrations before serving")
     s.set_defaults(run=_serve)
     sub.add_parser("relay", help="deliver Kafka events to CloudEvent functions over HTTP (see relay --help)")
+    sub.add_parser("models", help="serve, train or export the diagnostic models (see models --help)")
     args = parser.parse_args(argv)
     try:
         return args.run(args)

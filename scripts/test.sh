@@ -7,7 +7,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 started=$(date +%s)
 echo "== python packages"
-bash scripts/setup-python.sh functions,dev
+bash scripts/setup-python.sh functions,models,train,dev
 echo "== real servers"
 bash infra/local/up.sh
 set -a
