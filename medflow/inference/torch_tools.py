@@ -45,3 +45,38 @@ def torch_outputs(model, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         out = model(*[torch.from_numpy(v) for v in inputs.values()])
     out = out if isinstance(out, (tuple, list)) else (out,)
     return [o.numpy() for o in out]
+
+
+def fit(model, batch, loss, steps: int, lr: float = 3e-3, time_budget_s: float = 40.0) -> float:
+    """Train ``model`` for ``steps`` steps (or until ``time_budget_s``) on ``batch(step)`` ->
+    (inputs tuple, targets); returns the last loss. Single-threaded-friendly, seeded by the caller."""
+    import time
+
+    import torch
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    model.train()
+    started, value = time.monotonic(), float("nan")
+    for step in range(steps):
+        inputs, targets = batch(step)
+        opt.zero_grad()
+        out = loss(model(*inputs), targets)
+        out.backward()
+        opt.step()
+        value = float(out)
+        if time.monotonic() - started > time_budget_s:
+            break
+    model.eval()
+    return value
+
+
+def save_state(model, path: Path) -> None:
+    """Weights in half precision (the demo files stay small); loaded back as float32."""
+    import torch
+    torch.save({k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}, path)
+
+
+def load_state(model, path: Path):
+    import torch
+    state = torch.load(path, weights_only=True)
+    model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
+    return model.eval()
