@@ -4,6 +4,7 @@ them, and write demo v2 requests.
     medflow models serve [--http-port 8090] [--models urinalysis,tongue] [--storage-uri urinalysis=s3://b/p]
     medflow models train urinalysis        (generated data, seconds; needs the train extra: torch)
     medflow models export urinalysis       (ONNX, dynamic batch)
+    medflow models build-engine urinalysis (TensorRT FP16 engine, strongly typed; GPU nodes only)
     medflow models demo-requests DIR       (one v2 request JSON per model, to try with curl)
 
 On a cluster each model is its own InferenceService: ``medflow models serve --models <name>
@@ -36,6 +37,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     for name in ("train", "export"):
         p = sub.add_parser(name, help=f"{name} a model (needs torch: the train extra)")
         p.add_argument("model")
+    b = sub.add_parser("build-engine", help="TensorRT engine (model.plan) from the ONNX export: GPU nodes only")
+    b.add_argument("model")
+    b.add_argument("--max-batch", type=int, default=None)
     d = sub.add_parser("demo-requests", help="write one v2 request JSON per model into a folder")
     d.add_argument("folder", type=Path)
     d.add_argument("--port", type=int, default=8090, help="the model server's port, for the printed commands")
@@ -91,6 +95,11 @@ def main(argv: list[str]) -> int:
     if args.command in ("train", "export"):
         module = model_module(args.model, args.command)
         print(getattr(module, args.command)())
+        return 0
+    if args.command == "build-engine":  # pragma: no cover - needs TensorRT and a GPU
+        from medflow.inference.tensorrt_build import build_for_model
+        predictor = model_module(args.model, "predictor").Predictor
+        print(build_for_model(model_module(args.model, "export").HERE, args.max_batch or predictor.spec.max_batch))
         return 0
     args.folder.mkdir(parents=True, exist_ok=True)
     from medflow.inference.catalog import available
