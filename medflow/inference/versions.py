@@ -1,6 +1,7 @@
 """Model versions on the v2 paths. KServe's server answers 501 to any
 ``/v2/models/{name}/versions/{v}/...``; this ASGI middleware serves the version a model
-has (by stripping it from the path) and answers 404 with a v2 error for any other."""
+has (by stripping it from the path) and answers 404 with a v2 error for any other version
+and for unknown models."""
 
 from __future__ import annotations
 
@@ -20,15 +21,15 @@ class ModelVersions:
             m = _VERSIONED.match(scope.get("path", ""))
             if m:
                 name, version, rest = m["name"], m["version"], m["rest"] or ""
-                if name in self.versions and self.versions[name] != version:
-                    body = json.dumps({"error": f"Model {name} has no version {version}; "
-                                                f"it serves version {self.versions[name]}."}).encode()
+                if self.versions.get(name) != version:
+                    error = (f"Model {name} has no version {version}; it serves version {self.versions[name]}."
+                             if name in self.versions else f"Model with name {name} does not exist.")
+                    body = json.dumps({"error": error}).encode()
                     await send({"type": "http.response.start", "status": 404,
                                 "headers": [(b"content-type", b"application/json"),
                                             (b"content-length", str(len(body)).encode())]})
                     await send({"type": "http.response.body", "body": body})
                     return
-                if name in self.versions:
-                    path = f"/v2/models/{name}{rest}"
-                    scope = {**scope, "path": path, "raw_path": path.encode()}
+                path = f"/v2/models/{name}{rest}"
+                scope = {**scope, "path": path, "raw_path": path.encode()}
         await self.app(scope, receive, send)

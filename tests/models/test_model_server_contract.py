@@ -78,6 +78,8 @@ async def test_unknown_model_and_unknown_version_are_404_known_version_served(mo
     assert r.status_code == 404 and "no_such_model" in r.json()["error"]
     r = await models_client.post("/v2/models/urinalysis/versions/9/infer", json=request)
     assert r.status_code == 404 and "version" in r.json()["error"]
+    r = await models_client.post("/v2/models/no_such_model/versions/1/infer", json=request)
+    assert r.status_code == 404 and "no_such_model" in r.json()["error"]
     r = await models_client.post("/v2/models/urinalysis/versions/1/infer", json=request)
     assert r.status_code == 200
     assert (await models_client.get("/v2/models/urinalysis/versions/1/ready")).json()["ready"] is True
