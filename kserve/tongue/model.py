@@ -38,8 +38,8 @@ class TongueNet(nn.Module):
         attrs = attributes.unsqueeze(-1) * self.attr + self.attr_bias          # [B, 8, dim]
         ctx = torch.cat([text, attrs], 1)
         pad = torch.cat([tokens == 0, torch.zeros_like(attributes, dtype=torch.bool)], 1)
-        t2i = self.text_to_image(ctx, img, img)                                # text/attributes look at the image
-        i2t = self.image_to_text(img, ctx, ctx, pad)                           # the image looks at text/attributes
+        t2i = ctx + self.text_to_image(ctx, img, img)                          # text/attributes look at the image
+        i2t = img + self.image_to_text(img, ctx, ctx, pad)                     # the image looks at text/attributes
         keep = (~pad).unsqueeze(-1).float()
         pooled = torch.cat([(t2i * keep).sum(1) / keep.sum(1), i2t.mean(1)], -1)
         return self.head(self.ln(pooled)).softmax(-1)
