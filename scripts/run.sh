@@ -7,7 +7,7 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
-echo "setting up Python packages (first time: about a minute)..."
+echo "setting up Python packages (first time: a few minutes; the model server needs KServe and ONNX Runtime)..."
 bash scripts/setup-python.sh functions,models
 export MEDFLOW_DATA_DIR="${MEDFLOW_DATA_DIR:-$REPO/.local/data}"
 PORT="${MEDFLOW_PORT:-8080}"
