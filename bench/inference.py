@@ -6,7 +6,11 @@
    batching on + async clients (httpx.AsyncClient) vs batching off + one-request-at-a-time
    blocking clients (threads with httpx.Client).
 
-    .venv/bin/python bench/inference.py [--runs 30] [--seconds 10] [--clients 32] [--gateway-model urinalysis]
+    .venv/bin/python bench/inference.py [--runs 30] [--seconds 10] [--clients 32] [--gateway-models tongue,urinalysis]
+                                        [--skip-models]   (only the model server's throughput)
+
+The first gateway model gives ``gateway_async_rps``/``gateway_sync_rps``; every one also
+``gateway_<model>_async_rps``/``..._sync_rps``.
 
 Writes bench/results/inference.json through bench/record.py (and a line in bench/RESULTS.md).
 """
@@ -127,7 +131,8 @@ def gateway(model: str, clients: int, seconds: float, workdir: Path) -> dict[str
 
     body = model_module(model, "demo").request(1)
     figures = {}
-    for mode, extra in (("async", ["--max-wait-ms", "5"]), ("sync", ["--max-batch", "1", "--max-wait-ms", "0"])):
+    # async: each model's own batching policy; sync: no batching at all
+    for mode, extra in (("async", []), ("sync", ["--max-batch", "1", "--max-wait-ms", "0"])):
         port = free_port()
         url = f"http://127.0.0.1:{port}/v2/models/{model}/infer"
         with running(models_command(port, "--models", model, *extra), {}, workdir / f"models-{mode}.log",
@@ -155,22 +160,30 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--gateway-model", default="urinalysis")
+    parser.add_argument("--gateway-models", default="tongue,urinalysis")
     parser.add_argument("--skip-models", action="store_true")
     args = parser.parse_args()
     workdir = REPO / "bench" / ".work"
     workdir.mkdir(exist_ok=True)
     figures = {} if args.skip_models else model_latencies(args.runs, args.threads)
-    figures.update(gateway(args.gateway_model, args.clients, args.seconds, workdir))
+    models = [m for m in args.gateway_models.split(",") if m]
+    serving = []
+    for i, model in enumerate(models):
+        g = gateway(model, args.clients, args.seconds, workdir)
+        figures.update({k.replace("gateway_", f"gateway_{model}_"): v for k, v in g.items()})
+        if i == 0:
+            figures.update(g)
+        serving.append(f"{model}: batching+async {g['gateway_async_rps']:.1f} req/s (mean batch "
+                       f"{g['gateway_async_mean_batch']}) vs unbatched blocking {g['gateway_sync_rps']:.1f} req/s")
     speedups = {k[:-len("_ort_median_ms")]: figures[k.replace("_ort_", "_torch_")] / v
-                for k, v in figures.items() if k.endswith("_ort_median_ms")}
-    line = ("CPU only (no GPU lent: TensorRT not measured); batch 1 at served sizes, "
-            f"{args.threads} threads, {args.runs} runs: " +
-            ", ".join(f"{m} ORT {figures[m + '_ort_median_ms']:.1f} ms (P99 {figures[m + '_ort_p99_ms']:.1f}) vs "
-                      f"eager {figures[m + '_torch_median_ms']:.1f} ms = x{s:.2f}" for m, s in speedups.items()) +
-            f"; model server ({args.gateway_model}, {args.clients} clients, {args.seconds:.0f} s each, load generator "
-            f"on the same cores): batching+async {figures['gateway_async_rps']:.0f} req/s "
-            f"(mean batch {figures['gateway_async_mean_batch']}) vs unbatched blocking {figures['gateway_sync_rps']:.0f} req/s")
+                for k, v in figures.items() if k.endswith("_ort_median_ms") and not args.skip_models}
+    line = "CPU only (no GPU lent: TensorRT not measured)"
+    if speedups:
+        line += (f"; batch 1 at served sizes, {args.threads} threads, {args.runs} runs: " +
+                 ", ".join(f"{m} ORT {figures[m + '_ort_median_ms']:.2f} ms (P99 {figures[m + '_ort_p99_ms']:.2f}) vs "
+                           f"eager {figures[m + '_torch_median_ms']:.2f} ms = x{s:.2f}" for m, s in speedups.items()))
+    line += (f"; one model server, {args.clients} clients, {args.seconds:.0f} s per mode, load generator on the "
+             "same cores: " + "; ".join(serving))
     record("inference", figures, line)
     print(line)
     return 0

@@ -1,7 +1,8 @@
 """Dynamic batching with a bounded wait.
 
-Concurrent requests are queued; one worker takes the first, waits at most ``max_wait_s``
-for more (up to ``max_batch`` items), concatenates them on axis 0, runs the engine once
+Concurrent requests are queued; one worker takes the first and every request already
+queued, waits at most ``max_wait_s`` for more (up to ``max_batch`` items; a zero wait still
+batches what queued while the engine was busy), concatenates them on axis 0, runs the engine once
 in a worker thread (so the event loop keeps decoding and preprocessing the next requests
 while the engine runs) and hands each caller its own slice of the outputs.
 """
@@ -57,17 +58,25 @@ class DynamicBatcher:
 
     async def _work(self) -> None:
         assert self._queue is not None
+        carried: _Item | None = None  # taken from the queue but did not fit the last batch
         while True:
-            first = await self._queue.get()
+            first = carried or await self._queue.get()
+            carried = None
             items, rows = [first], first.rows
             deadline = time.perf_counter() + self.max_wait_s
             while rows < self.max_batch:
-                timeout = deadline - time.perf_counter()
-                if timeout <= 0:
-                    break
-                try:
-                    nxt = await asyncio.wait_for(self._queue.get(), timeout)
-                except asyncio.TimeoutError:
+                if not self._queue.empty():  # queued meanwhile (e.g. while the engine ran): joins at once
+                    nxt = self._queue.get_nowait()
+                else:
+                    timeout = deadline - time.perf_counter()
+                    if timeout <= 0:
+                        break
+                    try:
+                        nxt = await asyncio.wait_for(self._queue.get(), timeout)
+                    except asyncio.TimeoutError:
+                        break
+                if rows + nxt.rows > self.max_batch:  # never more rows than the engine's profile allows
+                    carried = nxt
                     break
                 items.append(nxt)
                 rows += nxt.rows

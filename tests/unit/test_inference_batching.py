@@ -45,6 +45,21 @@ async def test_batches_never_exceed_the_limit():
     assert sum(calls) == 10 and max(calls) <= 4
 
 
+async def test_a_zero_wait_still_batches_what_queued_while_the_engine_was_busy():
+    calls = []
+    batcher = DynamicBatcher(doubling(calls), max_batch=16, max_wait_s=0.0)
+    await asyncio.gather(*[batcher.submit({"x": np.ones((1, 1), np.float32)}) for _ in range(6)])
+    assert calls == [6]
+
+
+async def test_multi_row_requests_never_overflow_the_batch():
+    calls = []
+    batcher = DynamicBatcher(doubling(calls), max_batch=4, max_wait_s=0.05)
+    results = await asyncio.gather(*[batcher.submit({"x": np.full((3, 1), i, np.float32)}) for i in range(4)])
+    assert calls == [3, 3, 3, 3]
+    assert [r.outputs["y"][:, 0].tolist() for r in results] == [[2 * i] * 3 for i in range(4)]
+
+
 async def test_the_engine_runs_off_the_event_loop():
     """While the engine works, the loop keeps serving (preprocessing of the next requests)."""
     seen = []
