@@ -187,8 +187,9 @@ def main() -> int:
         line += (f"; batch 1 at served sizes, {args.threads} threads, {args.runs} runs: " +
                  ", ".join(f"{m} ORT {figures[m + '_ort_median_ms']:.2f} ms (P99 {figures[m + '_ort_p99_ms']:.2f}) vs "
                            f"eager {figures[m + '_torch_median_ms']:.2f} ms = x{s:.2f}" for m, s in speedups.items()))
-    line += (f"; one model server, {args.clients} clients, {args.seconds:.0f} s per mode, load generator on the "
-             "same cores: " + "; ".join(serving))
+    if serving:
+        line += (f"; one model server, {args.clients} clients, {args.seconds:.0f} s per mode, load generator on the "
+                 "same cores: " + "; ".join(serving))
     record("inference", figures, line)
     print(line)
     return 0
