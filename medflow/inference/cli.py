@@ -73,7 +73,9 @@ def serve(args: argparse.Namespace) -> int:
     from kserve import ModelServer
     from kserve.model_server import app
 
-    from medflow.inference.versions import ModelVersions
+    import logging
+
+    from medflow.inference.middleware import ModelVersions, NoDataInServerErrors, WithholdExceptionText
 
     predictors = build_predictors(names, storage, threads=args.threads, max_wait_ms=args.max_wait_ms,
                                   max_batch=args.max_batch, prefer_gpu=not args.cpu)
@@ -82,6 +84,8 @@ def serve(args: argparse.Namespace) -> int:
     print(f"KServe model server on http://127.0.0.1:{args.http_port}  (POST /v2/models/<name>/infer; "
           "demo requests: medflow models demo-requests DIR)", flush=True)
     app.add_middleware(ModelVersions, versions={p.name: p.spec.version for p in predictors})
+    app.add_middleware(NoDataInServerErrors)
+    logging.getLogger("kserve").addFilter(WithholdExceptionText())
     ModelServer(http_port=args.http_port, enable_grpc=False, workers=1,
                 enable_latency_logging=False).start(predictors)
     return 0

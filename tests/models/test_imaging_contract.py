@@ -5,6 +5,7 @@ the input; raw bytes through the v2 binary extension work as well as base64 in J
 from __future__ import annotations
 
 import base64
+import json
 import numpy as np
 import pytest
 
@@ -51,3 +52,21 @@ async def test_tongue_attributes_out_of_range(models_client):
     request["inputs"][2]["data"] = [3.0] + [0.0] * 7
     r = await models_client.post("/v2/models/tongue/infer", json=request)
     assert r.status_code == 400 and "attributes" in r.json()["error"]
+
+
+async def test_a_server_error_never_echoes_the_request(models_client):
+    """Raw DICOM bytes through the v2 binary extension make KServe 0.21 fail (it decodes BYTES
+    as UTF-8) with a message quoting the bytes; the answer must not carry them."""
+    dicom = dicom_bytes(np.random.default_rng(3).random((100, 100)))
+    raw = len(dicom).to_bytes(4, "little") + dicom
+    header = json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
+                                     "parameters": {"binary_data_size": len(raw)}}]}).encode()
+    r = await models_client.post("/v2/models/chest_xray_report/infer", content=header + raw,
+                                 headers={"content-type": "application/octet-stream",
+                                          "inference-header-content-length": str(len(header))})
+    assert r.status_code == 500
+    assert "DEMO^GENERATED" not in r.text and "DICM" not in r.text and len(r.content) < 200
+    assert r.json()["error"]
+    ok = await models_client.post("/v2/models/chest_xray_report/infer",
+                                  json=model_module("chest_xray_report", "demo").request(1))
+    assert ok.status_code == 200
