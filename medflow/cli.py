@@ -1,5 +1,6 @@
 """``medflow``: migrate, seed demo data, serve the one-process platform, run the event relay,
-receive DICOM over DIMSE (``dicom-scp``)."""
+receive DICOM over DIMSE (``dicom-scp``),
+serve the diagnostic models (``models``)."""
 
 from __future__ import annotations
 
@@ -102,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["relay"]:  # the relay has its own options
         from medflow.bus.relay import main as relay_main
         return relay_main(argv[1:]) or 0
+    if argv[:1] == ["models"]:  # the model server and the models' tools have their own options
+        from medflow.inference.cli import main as models_main
+        return models_main(argv[1:])
     parser = argparse.ArgumentParser(prog="medflow")
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("migrate", help="apply database migrations")
@@ -124,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--ae-title", default=None)
     d.set_defaults(run=_dicom_scp)
     sub.add_parser("relay", help="deliver Kafka events to CloudEvent functions over HTTP (see relay --help)")
+    sub.add_parser("models", help="serve, train or export the diagnostic models (see models --help)")
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -12,7 +12,7 @@ mkdir -p .local
 bash scripts/deploy-tools.sh >.local/deploy-tools.log 2>&1 &
 deploy_tools=$!
 echo "== python packages"
-bash scripts/setup-python.sh functions,rag,dev
+bash scripts/setup-python.sh functions,models,train,rag,dev
 echo "== real servers"
 bash infra/local/up.sh
 set -a

@@ -281,3 +281,25 @@ async def platform(request, tmp_path):
     """A fresh platform per test, on each kind of adapters (see ``running_platform``)."""
     async with running_platform(request.param, tmp_path) as client:
         yield client
+
+
+# --- The diagnostic models: one real KServe model server process for the session ----------
+
+@pytest.fixture(scope="session")
+def model_server(tmp_path_factory):
+    """``medflow models serve`` with every model in the checkout, on a free port; a long
+    batching window (30 ms) so tests see concurrent requests share engine calls."""
+    from support_processes import free_port, models_command, running
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("models") / "models.log"
+    with running(models_command(port, "--max-wait-ms", "30", "--threads", "1"), {}, log,
+                 ready_url=f"http://127.0.0.1:{port}/v2/health/ready", timeout_s=120):
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def models_client(model_server):
+    import httpx
+    async with httpx.AsyncClient(base_url=model_server, timeout=60) as client:
+        yield client

@@ -76,3 +76,8 @@ def function_command(name: str, port: int) -> list[str]:
     """A function alone, exactly as its Knative Service runs it."""
     return [str(BIN / "functions-framework"), "--asgi", "--target", name, "--source",
             str(REPO / "functions" / name / "main.py"), "--host", "127.0.0.1", "--port", str(port)]
+
+
+def models_command(port: int, *extra: str) -> list[str]:
+    """The local KServe model server (``medflow models serve``) on ``port``."""
+    return [str(BIN / "medflow"), "models", "serve", "--http-port", str(port), "--cpu", *extra]

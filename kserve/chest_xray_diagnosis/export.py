@@ -1,0 +1,36 @@
+"""Export the chest X-ray MMBT to ONNX (dynamic batch; 512x512 images, 24 indication tokens)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .model import TEXT_LEN
+
+HERE = Path(__file__).resolve().parent
+SIZE = 512
+
+
+def load_torch(folder: Path = HERE):
+    from medflow.inference.torch_tools import load_state
+    from .model import ChestXrayMMBT
+    vocab = json.loads((folder / "vocab.json").read_text())["vocab"]
+    return load_state(ChestXrayMMBT(len(vocab)), folder / "weights.pt")
+
+
+def example(batch: int = 2) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(4, 20, (batch, TEXT_LEN)).astype(np.int64)
+    tokens[:, 10:] = 0
+    return {"image": rng.random((batch, 1, SIZE, SIZE), np.float32), "tokens": tokens}
+
+
+def export(folder: Path = HERE) -> Path:
+    from medflow.inference.torch_tools import export_onnx
+    return export_onnx(load_torch(folder), example(), ["probabilities"], folder / "model.onnx")
+
+
+if __name__ == "__main__":
+    print(export())
