@@ -223,7 +223,8 @@ def eventing_file(cat: dict[str, Any], functions: dict[str, str]) -> str:
                 "subscriber": {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service",
                                        "name": dns_name(function)}},
                 "delivery": {
-                    "retry": int(delivery["retry"]),
+                    # the catalogue counts attempts; Knative counts retries after the first one
+                    "retry": int(delivery["retry"]) - 1,
                     "backoffPolicy": delivery["backoffPolicy"],
                     "backoffDelay": delivery["backoffDelay"],
                     "deadLetterSink": {"ref": {"apiVersion": "eventing.knative.dev/v1alpha1", "kind": "KafkaSink",
