@@ -10,11 +10,13 @@ Checking both markers costs one cache round trip. A process remembers, for
 was found not revoked, so a client sending many requests costs one round trip per
 second, not one per request. A revocation is therefore seen at once by the process that
 made it (it forgets what it remembered) and by every other process within ``recheck_s``;
-``recheck_s=0`` asks the cache on every request.
+``recheck_s=0`` asks the cache on every request. The look-ups of requests checked at the
+same moment (one turn of the event loop) share one round trip (one MGET).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 
@@ -37,6 +39,7 @@ class Revocations:
     def __init__(self, cache: Cache, recheck_s: float = 1.0, clock=time.monotonic) -> None:
         self._cache, self._recheck_s, self._clock = cache, recheck_s, clock
         self._clean: OrderedDict[str, float] = OrderedDict()  # token id -> when it was last found not revoked
+        self._pending: list[tuple[str, str, asyncio.Future]] = []  # look-ups waiting for the next MGET
 
     async def deny(self, jti: str, expires_at: float) -> None:
         """This one access token stops working (logout)."""
@@ -56,7 +59,7 @@ class Revocations:
         checked = self._clean.get(jti)
         if checked is not None and now - checked < self._recheck_s:
             return False
-        denied, before = await self._cache.get_many([_deny_key(jti), _user_key(user_id)])
+        denied, before = await self._lookup(jti, user_id)
         revoked = denied is not None or (before is not None and issued_at < float(before))
         if revoked:
             self._clean.pop(jti, None)
@@ -66,3 +69,25 @@ class Revocations:
             if len(self._clean) > self.MEMO_SIZE:
                 self._clean.popitem(last=False)
         return revoked
+
+    async def _lookup(self, jti: str, user_id: str) -> tuple[bytes | None, bytes | None]:
+        """Both markers of one token; concurrent look-ups are sent together."""
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((jti, user_id, future))
+        if len(self._pending) == 1:
+            asyncio.get_running_loop().create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        keys = [key for jti, user_id, _ in batch for key in (_deny_key(jti), _user_key(user_id))]
+        try:
+            values = await self._cache.get_many(keys)
+        except Exception as exc:  # every waiting request sees the cache failure (a 503 upstream)
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for i, (*_, future) in enumerate(batch):
+            if not future.done():
+                future.set_result((values[2 * i], values[2 * i + 1]))

@@ -1,6 +1,9 @@
 """Revoked access tokens stop working: at once in the revoking process, within recheck_s elsewhere."""
 
+import asyncio
 import time
+
+import pytest
 
 from medflow.auth.revocation import Revocations
 from medflow.cache.memory import MemoryCache, MemoryStore
@@ -61,3 +64,28 @@ async def test_recheck_zero_asks_the_cache_on_every_request():
     assert not await reader.is_revoked("t1", "u1", issued_at=time.time())
     await writer.deny("t1", expires_at=time.time() + 600)
     assert await reader.is_revoked("t1", "u1", issued_at=time.time())
+
+
+async def test_requests_checked_together_share_one_cache_round_trip():
+    store = MemoryStore()
+    cache = CountingCache(store)
+    revocations = Revocations(cache, recheck_s=1.0)
+    await Revocations(MemoryCache(store)).deny("t7", expires_at=time.time() + 600)
+    answers = await asyncio.gather(*(revocations.is_revoked(f"t{i}", f"u{i}", issued_at=time.time())
+                                     for i in range(20)))
+    assert cache.lookups == 1
+    assert answers == [i == 7 for i in range(20)]
+
+
+class DownCache(MemoryCache):
+    async def get_many(self, keys):
+        raise ConnectionError("cache down")
+
+
+async def test_a_cache_failure_reaches_every_waiting_request():
+    revocations = Revocations(DownCache(MemoryStore()), recheck_s=1.0)
+    results = await asyncio.gather(*(revocations.is_revoked(f"t{i}", "u", issued_at=time.time()) for i in range(3)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, ConnectionError) for r in results)
+    with pytest.raises(ConnectionError):
+        await revocations.is_revoked("t9", "u", issued_at=time.time())
