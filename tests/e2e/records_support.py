@@ -65,5 +65,6 @@ def problem(response, status: int, code: str) -> dict:
     """The problem+json body of an error answer, after checking its status and code."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["code"] == code
-    return response.json()
+    body = response.json()
+    assert body["code"] == code and body["status"] == status
+    return body

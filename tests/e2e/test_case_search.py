@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from medflow.pagination import encode_cursor
-from records_support import Actor, actor, case, institution, patient
+from records_support import Actor, actor, case, institution, patient, problem as _problem
 
 SEARCH = "/api/case_search/cases"
 SUPERVISION = "/api/case_search/supervision"
@@ -27,13 +27,6 @@ class Ward:
     cases: dict[str, dict]          # by a readable name
     radiology: str                  # department id
 
-
-def _problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert body["code"] == code and body["status"] == status
-    return body
 
 
 async def _search(platform, who: Actor, path: str = SEARCH, **params) -> list[str]:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from medflow.cache.aside import cache_aside
 from medflow.db.schema import cases, patient_identifiers, persons, record_versions
-from records_support import actor, case, institution, patient
+from records_support import actor, case, institution, patient, problem as _problem
 
 LAB = {"panel": "urinalysis", "analytes": [
     {"code": "PRO", "name": "Protein", "value": 0.3, "unit": "g/L", "reference_low": 0, "reference_high": 0.15, "flag": "high"}]}
@@ -19,12 +19,6 @@ async def _count(platform, table) -> int:
     async with platform.services.db.connect() as conn:
         return (await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one()
 
-
-def _problem(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["code"] == code
-    return response.json()
 
 
 @pytest.fixture
