@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medflow.auth.jwt_authenticator import JwtAuthenticator
 from medflow.auth.keys import KeySet, load_or_create
@@ -21,6 +22,9 @@ from medflow.cache.ports import CacheBackend
 from medflow.config import Settings, load_settings
 from medflow.db.engine import Database
 from medflow.storage.ports import ObjectStore
+
+if TYPE_CHECKING:
+    from medflow.analysis.client import ModelClient
 
 
 @dataclass
@@ -35,6 +39,7 @@ class Services:
     authenticator: Authenticator
     revocations: Revocations
     _hasher: Hasher | None = field(default=None, repr=False)
+    _models: "ModelClient | None" = field(default=None, repr=False)
 
     @property
     def hasher(self) -> Hasher:
@@ -43,6 +48,20 @@ class Services:
             s = self.settings
             self._hasher = Hasher(s.argon2_time_cost, s.argon2_memory_kib, s.argon2_parallelism)
         return self._hasher
+
+    @property
+    def models(self) -> "ModelClient":
+        """The KServe v2 client of the analysis worker (built on first use: most functions never call a model)."""
+        if self._models is None:
+            from medflow.analysis.client import KServeClient
+            s = self.settings
+            self._models = KServeClient(s.models_url, timeout_s=s.analysis_model_timeout_s,
+                                        attempts=s.analysis_model_attempts)
+        return self._models
+
+    def use_models(self, client: "ModelClient") -> None:
+        """Swap the model client (tests point it at a model server of their own)."""
+        self._models = client
 
     async def health(self) -> dict[str, bool]:
         """Each dependency's reachability, for /healthz."""
@@ -56,6 +75,8 @@ class Services:
         return result
 
     async def close(self) -> None:
+        if self._models is not None:
+            await self._models.close()
         await self.bus.stop()
         await self.cache.close()
         await self.objects.close()

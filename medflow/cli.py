@@ -37,6 +37,8 @@ def _serve(args: argparse.Namespace) -> int:
         steps.append(seed)
     if args.dicom_port is not None:
         steps.append(_scp_starter(args.dicom_institution, args.dicom_host, args.dicom_port))
+    if args.reap_every > 0:
+        steps.append(_reaper_starter(args.reap_every))
 
     async def on_start(services) -> None:
         for step in steps:
@@ -46,6 +48,38 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"MedFlow on http://{args.host}:{args.port}  (API reference: /api/docs, health: /healthz)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
+
+
+def _reaper_starter(interval_s: float):
+    """A start step that runs the analysis reaper every ``interval_s`` in this process (the
+    cluster runs ``medflow analysis reap`` from a CronJob instead)."""
+    running: set[asyncio.Task] = set()   # held, so the loop is not garbage-collected
+
+    async def start(services) -> None:
+        from medflow.analysis.reaper import reap_every
+        running.add(asyncio.get_running_loop().create_task(reap_every(services, interval_s), name="analysis-reaper"))
+    return start
+
+
+def _reap(args: argparse.Namespace) -> int:
+    """One reaper pass against the configured database and bus (the cluster's CronJob)."""
+    from medflow.analysis.reaper import reap
+    from medflow.bootstrap import build_services
+    from medflow.runtime.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+
+    async def run() -> int:
+        services = build_services(settings)
+        try:
+            await services.bus.start()
+            done = await reap(services)
+            print(f"analysis reaper: {done.requeued} queued again, {done.failed} failed", flush=True)
+            return 0
+        finally:
+            await services.close()
+    return asyncio.run(run())
 
 
 def _scp_starter(institution_code: str, host: str, port: int):
@@ -120,7 +154,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="also run the DICOM C-STORE/C-ECHO receiver on this port")
     s.add_argument("--dicom-host", default="127.0.0.1")
     s.add_argument("--dicom-institution", default="MFGH", help="institution code the receiver stores for")
+    s.add_argument("--reap-every", type=float, default=30.0,
+                   help="run the analysis reaper every this many seconds (0: never)")
     s.set_defaults(run=_serve)
+    a = sub.add_parser("analysis", help="analysis workflow tools: `analysis reap` finds stuck tasks (a CronJob)")
+    a.add_argument("action", choices=["reap"])
+    a.set_defaults(run=_reap)
     d = sub.add_parser("dicom-scp", help="receive DICOM over DIMSE (C-STORE, C-ECHO): a long-running process")
     d.add_argument("--institution", required=True, help="institution code the received instances belong to")
     d.add_argument("--host", default="0.0.0.0")

@@ -112,6 +112,20 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(30.0, gt=0, le=600, description="Time-out for the first token, per try.")
     llm_attempts: int = Field(2, ge=1, le=5)
     llm_max_tokens: int = Field(512, ge=16, le=8192)
+    # Analysis workflow: the KServe model servers (``{model_dns}`` or ``{model}`` in the URL
+    # picks one service per model, as InferenceServices are in the cluster), time-outs,
+    # retries and the reaper.
+    models_url: str = Field("http://127.0.0.1:8090", pattern=r"^https?://\S+$", description=(
+        "Base URL of the v2 model server. May hold {model} (the v2 model name, e.g. chest_xray_diagnosis) or "
+        "{model_dns} (the same with '-' for '_', the InferenceService name, e.g. chest-xray-diagnosis); "
+        "the cluster's: http://{model_dns}-predictor.medflow.svc.cluster.local (k8s/base/core/config.yaml)"))
+    analysis_model_timeout_s: float = Field(30.0, gt=0, le=600, description="Time-out per model call.")
+    analysis_model_attempts: int = Field(3, ge=1, le=10, description="Tries of one model call (transient failures).")
+    analysis_max_attempts: int = Field(3, ge=1, le=20, description="Deliveries of a task before it fails.")
+    analysis_lock_ttl_s: float = Field(10.0, gt=0, le=600, description="TTL of the per-input lock (renewed while held).")
+    analysis_stale_s: float = Field(120.0, gt=0, le=86400, description=(
+        "A queued task without progress, or a running one past its lease, this long is stuck: the reaper acts."))
+    analysis_max_requeues: int = Field(3, ge=0, le=100, description="Times the reaper re-publishes a stuck task before failing it.")
     knowledge_max_document_bytes: int = Field(10 * 1_048_576, ge=1024, le=200 * 1_048_576)
 
     @field_validator("database_url")

@@ -46,6 +46,7 @@ KINDS = [
     ("", "v1", "ServiceAccount"),
     ("apps", "v1", "Deployment"),
     ("batch", "v1", "Job"),
+    ("batch", "v1", "CronJob"),
     ("policy", "v1", "PodDisruptionBudget"),
     ("networking.k8s.io", "v1", "NetworkPolicy"),
     ("networking.k8s.io", "v1", "Ingress"),

@@ -286,6 +286,9 @@ annotations = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("deleted_at", UTCDateTime, nullable=True),
+    # An annotation accepted from a model's output: the analysis task and its finding.
+    id_column("source_task_id", nullable=True),
+    sa.Column("finding_key", sa.String(32), nullable=True),
     sa.Index(None, "case_id", "id"),
 )
 
@@ -541,4 +544,67 @@ bus_alert_rules = sa.Table(
     id_column("updated_by", nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("institution_id", "metric", "consumer_group"),
+)
+
+
+# --- Analysis workflow (medflow/analysis): model runs on exam items and doctors' reviews ---
+ANALYSIS_STATES = ("queued", "running", "succeeded", "failed")
+REVIEW_STATES = ("pending", "accepted", "partially_accepted", "rejected", "rerun")
+
+# One row per model run. ``input_digest`` names the exact input (model, version, the exam
+# item's version and content or image digest, parameters); the unique (institution,
+# model, version, input, run) makes a repeated submission find its task. A re-run is the
+# next ``run`` of the same input. ``result`` is the model's output as received and
+# normalised, never changed afterwards (reviews are rows of their own).
+analysis_tasks = sa.Table(
+    "analysis_tasks", metadata,
+    id_column(primary_key=True),
+    id_column("institution_id", sa.ForeignKey("institutions.id"), nullable=False),
+    id_column("case_id", sa.ForeignKey("cases.id"), nullable=False),
+    id_column("item_id", sa.ForeignKey("case_items.id"), nullable=False),
+    sa.Column("model", sa.String(32), nullable=False),
+    sa.Column("model_version", sa.String(16), nullable=False),
+    sa.Column("input_digest", sa.String(64), nullable=False),
+    sa.Column("run", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("parameters", sa.JSON, nullable=True),
+    sa.Column("state", sa.String(16), nullable=False, server_default="queued"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("requeues", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error_code", sa.String(48), nullable=True),
+    sa.Column("error", sa.String(500), nullable=True),
+    sa.Column("result", sa.JSON, nullable=True),
+    sa.Column("timings", sa.JSON, nullable=True),
+    sa.Column("review_state", sa.String(24), nullable=False, server_default="pending"),
+    id_column("requested_by", nullable=False),
+    sa.Column("idempotency_key", sa.String(100), nullable=True),
+    id_column("rerun_of", nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("lease_until", UTCDateTime, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    # named: the conventional name passes MySQL's 64-character limit
+    sa.UniqueConstraint("institution_id", "model", "model_version", "input_digest", "run",
+                        name="uq_analysis_tasks_input_run"),
+    sa.UniqueConstraint("institution_id", "requested_by", "idempotency_key", name="uq_analysis_tasks_idempotency"),
+    sa.Index(None, "institution_id", "case_id", "created_at", "id"),
+    sa.Index("ix_analysis_tasks_requester", "institution_id", "requested_by", "created_at", "id"),
+    sa.Index(None, "state", "updated_at"),
+)
+
+# Each review decision on a task: who, when, what (accept / edit / reject / rerun), which
+# findings, the edited values, and what it wrote into the record.
+analysis_reviews = sa.Table(
+    "analysis_reviews", metadata,
+    id_column(primary_key=True),
+    id_column("institution_id", nullable=False),
+    id_column("task_id", sa.ForeignKey("analysis_tasks.id"), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("finding_keys", sa.JSON, nullable=True),
+    sa.Column("edits", sa.JSON, nullable=True),
+    sa.Column("reason", sa.String(500), nullable=True),
+    sa.Column("written", sa.JSON, nullable=True),
+    id_column("reviewer_id", nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "task_id", "created_at", "id"),
 )

@@ -19,6 +19,7 @@ from pydicom.uid import (ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVR
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 CR_IMAGE = "1.2.840.10008.5.1.4.1.1.1"
 US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
+VL_PHOTOGRAPHIC = "1.2.840.10008.5.1.4.1.1.77.1.4"
 
 
 @dataclass
@@ -45,13 +46,21 @@ class Spec:
     big_endian: bool = False
     private_tag: bool = True
     seed: int = 0
+    # Pixels to store instead of the generated disc, values 0..1: [rows, cols] grey (CT, CR,
+    # DX), [frames, rows, cols] (US cine), [rows, cols, 3] RGB (XC photograph).
+    pixels: "np.ndarray | None" = None
+
+
+def _bytes(pixels: np.ndarray) -> np.ndarray:
+    return (np.clip(pixels, 0, 1) * 255).astype(np.uint8)
 
 
 def make(spec: Spec) -> bytes:
     """A Part 10 file for ``spec``."""
     ds = Dataset()
     ds.SpecificCharacterSet = spec.charset
-    ds.SOPClassUID = {"CT": CT_IMAGE, "CR": CR_IMAGE, "DX": CR_IMAGE, "US": US_MULTIFRAME}.get(spec.modality, CT_IMAGE)
+    ds.SOPClassUID = {"CT": CT_IMAGE, "CR": CR_IMAGE, "DX": CR_IMAGE, "US": US_MULTIFRAME,
+                      "XC": VL_PHOTOGRAPHIC}.get(spec.modality, CT_IMAGE)
     ds.SOPInstanceUID = spec.sop_uid
     ds.StudyInstanceUID, ds.SeriesInstanceUID = spec.study_uid, spec.series_uid
     ds.PatientID, ds.PatientName = spec.patient_id, spec.patient_name
@@ -62,6 +71,9 @@ def make(spec: Spec) -> bytes:
     ds.Modality = spec.modality
     ds.SeriesNumber, ds.InstanceNumber = 1, spec.instance_number
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]           # a multi-valued element
+    if spec.pixels is not None:
+        spec.rows, spec.columns = spec.pixels.shape[1:3] if spec.modality == "US" else spec.pixels.shape[:2]
+        spec.frames = spec.pixels.shape[0] if spec.modality == "US" else 1
     ds.Rows, ds.Columns = spec.rows, spec.columns
     rng = np.random.default_rng(spec.seed)
     yy, xx = np.mgrid[0:spec.rows, 0:spec.columns]
@@ -72,8 +84,19 @@ def make(spec: Spec) -> bytes:
         ds.BitsAllocated = ds.BitsStored = 8
         ds.HighBit, ds.PixelRepresentation = 7, 0
         frames = np.stack([(disc * (60 + 30 * f) + rng.integers(0, 40, disc.shape)).astype(np.uint8)
-                           for f in range(spec.frames)])
+                           for f in range(spec.frames)]) if spec.pixels is None else _bytes(spec.pixels)
         pixels = np.repeat(frames[..., None], 3, axis=-1)
+    elif spec.modality == "XC":
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+        ds.BitsAllocated = ds.BitsStored = 8
+        ds.HighBit, ds.PixelRepresentation = 7, 0
+        ds.ImageType = ["ORIGINAL", "PRIMARY"]
+        pixels = _bytes(spec.pixels) if spec.pixels is not None else np.repeat(
+            (disc * 180 + rng.integers(0, 40, disc.shape)).astype(np.uint8)[..., None], 3, axis=-1)
+    elif spec.pixels is not None:
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PixelRepresentation = 1, "MONOCHROME2", 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+        pixels = (np.clip(spec.pixels, 0, 1) * 4095).astype(np.uint16)
     else:
         ds.SamplesPerPixel = 1
         ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12 if spec.modality != "CT" else 16, 11 if spec.modality != "CT" else 15

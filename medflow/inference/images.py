@@ -19,7 +19,7 @@ def _is_dicom(data: bytes) -> bool:
     return len(data) > 132 and data[128:132] == b"DICM"
 
 
-def _dicom_pixels(data: bytes) -> np.ndarray:
+def _dicom_pixels(data: bytes, keep_rgb: bool = False) -> np.ndarray:
     import pydicom
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
@@ -32,7 +32,7 @@ def _dicom_pixels(data: bytes) -> np.ndarray:
         pixels = pixels.max() - pixels
     if pixels.ndim == 4:  # frames, rows, cols, RGB -> grey
         pixels = pixels.mean(-1)
-    elif pixels.ndim == 3 and int(getattr(ds, "SamplesPerPixel", 1)) == 3:
+    elif pixels.ndim == 3 and int(getattr(ds, "SamplesPerPixel", 1)) == 3 and not keep_rgb:
         pixels = pixels.mean(-1)
     return pixels
 
@@ -50,11 +50,13 @@ def _resize(frame: np.ndarray, size: int) -> np.ndarray:
 def decode_image(data: bytes, size: int, channels: int = 1) -> np.ndarray:
     """One image as float32 [channels, size, size] in 0..1 (DICOM, PNG or JPEG)."""
     if _is_dicom(data):
-        pixels = _dicom_pixels(data)
-        if pixels.ndim != 2:
+        pixels = _dicom_pixels(data, keep_rgb=channels == 3)
+        if pixels.ndim == 3 and pixels.shape[-1] == 3 and channels == 3:   # an RGB photograph (VL, XC)
+            planes = [pixels[..., c] / 255.0 for c in range(3)]
+        elif pixels.ndim != 2:
             raise ImageError("a single-frame image was expected, not a multi-frame clip")
-        grey = _to_unit(pixels)
-        planes = [grey] * channels
+        else:
+            planes = [_to_unit(pixels)] * channels
     else:
         from PIL import Image, UnidentifiedImageError
         try:

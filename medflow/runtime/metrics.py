@@ -59,3 +59,11 @@ KNOWLEDGE_DECODE_TOKENS_PER_SECOND = Histogram(
 KNOWLEDGE_INDEX_LOAD_SECONDS = Histogram(
     "medflow_knowledge_index_load_seconds", "Loading an institution's vector index from the object store",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16))
+
+# Analysis workflow (medflow/analysis): model calls from the worker, and task outcomes.
+MODEL_CALLS = Counter("medflow_model_calls_total", "Calls to a KServe model (retries inside one call count once)",
+                      ["model", "outcome"])
+MODEL_CALL_SECONDS = Histogram("medflow_model_call_seconds", "Model call latency from the worker, retries included",
+                               ["model"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
+ANALYSIS_TASKS = Counter("medflow_analysis_tasks_total", "Analysis tasks finished, by model and state",
+                         ["model", "state"])

@@ -10,6 +10,8 @@ name until its manifest exists (add it to k8s/platform.yaml, run `python k8s/gen
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -44,6 +46,8 @@ def containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
         return spec["template"]["spec"]["containers"]
     if doc["kind"] in ("Deployment", "Job"):
         return spec["template"]["spec"]["containers"]
+    if doc["kind"] == "CronJob":
+        return spec["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     if doc["kind"] == "ServingRuntime":
         return spec["containers"]
     if doc["kind"] == "InferenceService":
@@ -112,6 +116,18 @@ def test_hot_read_paths_keep_a_warm_minimum_and_rare_ones_scale_to_zero(rendered
     assert {s["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] for s in dev} == {"0"}
 
 
+def test_no_function_timeout_exceeds_what_knative_accepts(docs):
+    """Knative rejects a Service whose timeoutSeconds is above max-revision-timeout-seconds,
+    which infra/terraform/modules/knative sets (Knative's own default is 600)."""
+    variables = (REPO / "infra" / "terraform" / "modules" / "knative" / "variables.tf").read_text()
+    limit = int(re.search(r'variable "max_revision_timeout_seconds" \{.*?default\s*=\s*(\d+)', variables, re.S).group(1))
+    assert '"max-revision-timeout-seconds" = tostring(var.max_revision_timeout_seconds)' in (
+        REPO / "infra" / "terraform" / "modules" / "knative" / "main.tf").read_text()
+    for service in objects(docs, "Service", "serving.knative.dev"):
+        timeout = service["spec"]["template"]["spec"]["timeoutSeconds"]
+        assert timeout <= limit, f"{service['metadata']['name']}: timeoutSeconds {timeout} > Knative's maximum {limit}"
+
+
 def test_every_http_function_is_routed_on_the_one_origin(docs):
     paths = {}
     hosts = set()
@@ -127,6 +143,20 @@ def test_every_http_function_is_routed_on_the_one_origin(docs):
         assert paths.get(dns(function), "").startswith(f"/api/{function}("), f"no /api/{function}/ route"
     for function in set(FUNCTIONS) - set(http):
         assert dns(function) not in paths, f"CloudEvent function {function} must not be routed publicly"
+
+
+def test_long_requests_are_not_cut_by_the_ingress(docs):
+    """A routed function with its own timeout_s (uploads, streamed answers such as the
+    analyses progress stream) is not ended by ingress-nginx's 60 s read time-out first."""
+    ingresses = {i["metadata"]["labels"]["medflow.org/function"]: i["metadata"]["annotations"]
+                 for i in objects(docs, "Ingress", "networking.k8s.io")}
+    services = {s["metadata"]["name"]: s for s in objects(docs, "Service", "serving.knative.dev")}
+    long = [f for f in FUNCTIONS if "timeout_s" in PLATFORM["functions"][f] and not is_event_function(f)]
+    assert "analyses" in long
+    for function in long:
+        timeout = services[dns(function)]["spec"]["template"]["spec"]["timeoutSeconds"]
+        for key in ("proxy-read-timeout", "proxy-send-timeout"):
+            assert int(ingresses[function][f"nginx.ingress.kubernetes.io/{key}"]) >= timeout, (function, key)
 
 
 # ------------------------------------------------------------------ eventing
@@ -214,6 +244,78 @@ def test_gpu_placement_except_in_the_cpu_overlay(rendered):
 def test_the_llm_runs_on_the_hugging_face_runtime(docs):
     (llm,) = [i for i in objects(docs, "InferenceService") if i["metadata"]["name"] == PLATFORM["llm"]["name"]]
     assert llm["spec"]["predictor"]["model"]["modelFormat"]["name"] == "huggingface"
+
+
+def test_models_url_names_every_inference_service(docs):
+    """MEDFLOW_MODELS_URL, filled in for each model as medflow.analysis.client.KServeClient
+    does ({model}: the v2 model name, {model_dns}: the InferenceService name), is the
+    cluster-local address of that model's predictor (KServe Serverless: the Knative Service
+    <isvc>-predictor, reached at <name>.<namespace>.svc.cluster.local)."""
+    (config,) = [c for c in objects(docs, "ConfigMap") if c["metadata"]["name"] == "medflow-config"]
+    template = config["data"]["MEDFLOW_MODELS_URL"]
+    services = {i["metadata"]["labels"]["medflow.org/model"]: i for i in objects(docs, "InferenceService")}
+    for model in PLATFORM["models"]:
+        meta = services[model]["metadata"]
+        assert services[model]["spec"]["predictor"]["model"]["protocolVersion"] == "v2"
+        url = template.format(model=model, model_dns=dns(model))
+        assert url == f"http://{meta['name']}-predictor.{meta['namespace']}.svc.cluster.local", (model, url)
+
+
+# ------------------------------------------------------------------ schedules
+
+
+def function_pod(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(pod spec, container) of a Knative Service: what every function runs with."""
+    (service, *_) = objects(docs, "Service", "serving.knative.dev")
+    pod = service["spec"]["template"]["spec"]
+    return pod, pod["containers"][0]
+
+
+@pytest.mark.parametrize("name", sorted(PLATFORM.get("schedules") or {}))
+def test_every_schedule_is_a_cron_job_like_the_functions(docs, name):
+    spec = PLATFORM["schedules"][name]
+    jobs = {j["metadata"]["name"]: j for j in objects(docs, "CronJob")}
+    assert dns(name) in jobs, f"schedule {name} of k8s/platform.yaml has no CronJob: run `python k8s/generate.py`"
+    cron = jobs[dns(name)]["spec"]
+    assert cron["schedule"] == spec["schedule"]
+    assert cron["concurrencyPolicy"] == "Forbid"
+    assert cron["successfulJobsHistoryLimit"] >= 1 and cron["failedJobsHistoryLimit"] >= 1
+    job = cron["jobTemplate"]["spec"]
+    assert 0 < job["activeDeadlineSeconds"] < 60, "a pass must end before the next minute's"
+    pod = job["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == spec["command"]
+    # The same image, ConfigMap, Secrets and JWT key set as the functions.
+    fn_pod, fn_container = function_pod(docs)
+    for key in ("image", "envFrom", "env", "volumeMounts"):
+        assert container[key] == fn_container[key], key
+    assert pod["volumes"] == fn_pod["volumes"]
+    assert pod["serviceAccountName"] == fn_pod["serviceAccountName"]
+    assert pod["restartPolicy"] == "Never" and pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+
+
+def test_every_cron_job_is_a_schedule(docs):
+    assert {j["metadata"]["name"] for j in objects(docs, "CronJob")} == {dns(n) for n in PLATFORM.get("schedules") or {}}
+
+
+def test_the_analysis_reaper_runs_every_minute(docs):
+    (reaper,) = [j for j in objects(docs, "CronJob") if j["metadata"]["name"] == "analysis-reaper"]
+    assert reaper["spec"]["schedule"] == "* * * * *"
+    (container,) = reaper["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["medflow", "analysis", "reap"]
+
+
+@pytest.mark.parametrize("name", sorted(PLATFORM.get("schedules") or {}))
+def test_every_schedule_runs_a_real_cli_command(name):
+    command = PLATFORM["schedules"][name]["command"]
+    assert command[0] == "medflow"
+    # The CLI parses the arguments (`--help` after them: an unknown command or choice still
+    # fails, exit 2; nothing runs).
+    done = subprocess.run([sys.executable, "-m", "medflow.cli", *command[1:], "--help"], capture_output=True,
+                          text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 0, f"`{' '.join(command)}` is not a command of medflow/cli.py:\n{done.stderr}"
 
 
 # ------------------------------------------------------------------ configuration

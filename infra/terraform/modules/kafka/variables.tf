@@ -76,6 +76,7 @@ variable "topics" {
     retention_ms = number
   }))
   default = {
+    "medflow.analysis"  = { partitions = 6, retention_ms = 604800000 } # P7D
     "medflow.audit"     = { partitions = 3, retention_ms = 604800000 } # P7D
     "medflow.imaging"   = { partitions = 3, retention_ms = 604800000 } # P7D
     "medflow.jobs"      = { partitions = 3, retention_ms = 604800000 } # P7D
@@ -86,7 +87,7 @@ variable "topics" {
 variable "consumers" {
   description = "Consumer groups of events/catalogue.yaml; each gets its dead-letter topic medflow.deadletter.<consumer>."
   type        = list(string)
-  default     = ["audit_sink", "imaging_arrivals", "job_worker", "knowledge_ingest"]
+  default     = ["analysis_worker", "audit_sink", "imaging_arrivals", "job_worker", "knowledge_ingest"]
 }
 
 variable "dead_letter_retention_ms" {

@@ -24,6 +24,12 @@ locals {
         config = {
           network = { "ingress-class" = "kourier.ingress.networking.knative.dev" }
           domain  = { (var.internal_domain) = "" }
+          # Functions set their own timeoutSeconds (k8s/platform.yaml timeout_s): uploads,
+          # bulk jobs and document ingestion 900 s, the analyses progress stream 660 s.
+          # Knative rejects a Service above max-revision-timeout-seconds (default 600).
+          defaults = {
+            "max-revision-timeout-seconds" = tostring(var.max_revision_timeout_seconds)
+          }
           autoscaler = {
             "enable-scale-to-zero"       = "true"
             "scale-to-zero-grace-period" = "30s"

@@ -26,6 +26,12 @@ variable "internal_domain" {
   default     = "svc.cluster.local"
 }
 
+variable "max_revision_timeout_seconds" {
+  description = "Largest timeoutSeconds a Knative Service may set (Knative's default is 600); at least the largest timeout_s of k8s/platform.yaml."
+  type        = number
+  default     = 900
+}
+
 variable "broker_topic_partitions" {
   description = "Partitions of the Kafka Broker's storage topic."
   type        = number

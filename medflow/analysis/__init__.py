@@ -1,0 +1,1 @@
+"""Analysis workflow: tasks on exam items, model calls through KServe, doctor review."""
