@@ -192,7 +192,7 @@ async def async_job(url: str, batch: int) -> tuple[float, float, int]:
     namespace = f"benchbulk-job-{secrets.token_hex(3)}"
     services = build_services(settings(url, namespace))
     log = open(WORK / "job_worker.log", "wb")
-    worker = subprocess.Popen([sys.executable, str(REPO / "tests" / "faults" / "job_worker_process.py")], cwd=REPO,
+    worker = subprocess.Popen([sys.executable, str(REPO / "tests" / "faults" / "event_worker_process.py"), "job_worker"], cwd=REPO,
                               env=worker_env(url, namespace, batch), stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120

@@ -158,6 +158,8 @@ async def rerun(db: Database, bus: EventBus, who: Principal, task_id: str, reaso
     task = await get(db, who.institution_id, task_id)
     if task["state"] not in FINISHED:
         raise conflict("The analysis is still running; re-run it once it has finished.", "analysis-not-finished")
+    if task["review_state"] == "rerun":
+        raise conflict("This analysis was re-run already; re-run its newest run.", "analysis-already-reviewed")
     model = model_input(task["model"], task["model_version"])
     resolved = await resolve(db, who.institution_id, task["case_id"], task["item_id"], model, task["parameters"] or {})
     latest = await _latest_for_input(db, who.institution_id, model.name, model.version, resolved.digest)

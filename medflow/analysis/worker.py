@@ -48,9 +48,14 @@ def lock_key(task: dict[str, Any]) -> str:
     return f"analysis:input:{task['institution_id']}:{task['model']}:{task['model_version']}:{task['input_digest']}"
 
 
+BACKOFF_MAX_S = 5.0     # call_remote's longest wait between tries
+
+
 def lease_s(settings) -> float:
-    """How long a claim holds: every try of the model call with its backoff, and a margin."""
-    return settings.analysis_model_timeout_s * settings.analysis_model_attempts + 5.0 * settings.analysis_model_attempts + 10.0
+    """How long a claim holds: every try of the model call, the waits between them, and the
+    lock's TTL as a margin. Past it the reaper takes the task for abandoned."""
+    attempts = settings.analysis_model_attempts
+    return settings.analysis_model_timeout_s * attempts + BACKOFF_MAX_S * (attempts - 1) + settings.analysis_lock_ttl_s
 
 
 def finished_event(task: dict[str, Any], source: str = SOURCE):

@@ -29,7 +29,7 @@ from support_processes import REPO, running
 
 pytestmark = pytest.mark.timeout(420)
 ROWS = 1500
-WORKER = [sys.executable, str(Path(__file__).with_name("job_worker_process.py"))]
+WORKER = [sys.executable, str(Path(__file__).with_name("event_worker_process.py")), "job_worker"]
 
 
 def _worker_env(env: dict[str, str], tmp: Path, **extra: str) -> dict[str, str]:

@@ -1,10 +1,12 @@
-"""A job worker process for the fault tests: the ``job_worker`` CloudEvent function fed by
-Kafka (its catalogue consumer group), configured by ``MEDFLOW_*`` like any deployment.
-Prints ``ready`` once its consumer has partitions."""
+"""A CloudEvent function as its own process for the fault tests: the function named on the
+command line (``job_worker``, ``analysis_worker``) fed by Kafka (its catalogue consumer
+group), configured by ``MEDFLOW_*`` like any deployment. Prints ``ready`` once its consumer
+has partitions.  Usage: python tests/faults/event_worker_process.py FUNCTION"""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from medflow.bootstrap import build_services, delivery_policy
 from medflow.runtime.entry import runtime_for
@@ -12,11 +14,11 @@ from medflow.runtime.registry import load_specs
 from medflow.runtime.services import ServiceHolder
 
 
-async def main() -> None:
+async def main(function: str) -> None:
     services = build_services()
-    spec = next(s for s in load_specs() if s.name == "job_worker")
+    spec = next(s for s in load_specs() if s.name == function)
     runtime = runtime_for(spec, ServiceHolder(services=services))
-    consumer = next(c for c in services.catalogue.consumers if c.function == "job_worker")
+    consumer = next(c for c in services.catalogue.consumers if c.function == function)
     services.bus.subscribe(consumer.group, consumer.accepts, runtime.deliver,
                            consumer.policy(delivery_policy(services.settings)),
                            topics=services.catalogue.topics_for(consumer.accepts))
@@ -26,4 +28,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1]))
