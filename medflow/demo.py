@@ -46,6 +46,7 @@ DEMO_USERS = [
 
 async def seed(services: Services) -> int:
     """Create the demo data that is missing, then print the demo logins."""
+    from medflow.analysis import demo as analysis_demo
     from medflow.imaging import demo as imaging_demo
     from medflow.knowledge import demo as knowledge_demo
     from medflow.jobs import demo as jobs_demo
@@ -58,6 +59,7 @@ async def seed(services: Services) -> int:
     await imaging_demo.seed(services)
     await knowledge_demo.seed(services)
     await jobs_demo.seed(services)     # a full export, run by the in-process job worker
+    await analysis_demo.seed(services)  # exam items for the five models, submitted once the model server answers
     print_logins(logins)
     return created
 

@@ -14,6 +14,7 @@ PORT="${MEDFLOW_PORT:-8080}"
 export MEDFLOW_PUBLIC_BASE_URL="${MEDFLOW_PUBLIC_BASE_URL:-http://127.0.0.1:$PORT}"
 DICOM_PORT="${MEDFLOW_DICOM_PORT:-11112}"   # the DICOM C-STORE/C-ECHO receiver (AE title MEDFLOW)
 MODELS_PORT="${MEDFLOW_MODELS_PORT:-8090}"  # the KServe model server with the five models (ONNX Runtime)
+export MEDFLOW_MODELS_URL="${MEDFLOW_MODELS_URL:-http://127.0.0.1:$MODELS_PORT}"   # where the analysis worker calls them
 .venv/bin/medflow models demo-requests "$MEDFLOW_DATA_DIR/model-requests" --port "$MODELS_PORT"
 .venv/bin/medflow models serve --http-port "$MODELS_PORT" --cpu &
 models_pid=$!
