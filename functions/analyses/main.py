@@ -196,14 +196,18 @@ async def status(call: Call) -> AnalysisOut:
 @spec.operation("GET", "/analyses/{task_id}/events", access=STAFF, response=None, produces="text/event-stream",
                 errors=(404,), summary="Follow an analysis (server-sent events)")
 async def events(call: Call) -> EventStream:
-    """A `status` event with the task (without its result) now and on every change; the
-    stream ends after `succeeded` or `failed` (then read the result), or after ten minutes (reconnect)."""
+    """A `status` event with the task (without its result) now and on every change, a
+    keep-alive comment every 5 s in between; the stream ends after `succeeded` or `failed`
+    (then read the result), or after ten minutes (reconnect)."""
     s, me = call.services, call.caller()
     task_id = (await use_cases.get(s.db, me.institution_id, call.path["task_id"]))["id"]
 
     async def stream():
         async for task in progress.follow(s.cache.pubsub, task_id, lambda: use_cases.get(s.db, me.institution_id, task_id)):
-            yield "status", analysis_out({**task, "result": None}).model_dump(mode="json")
+            if task is None:
+                yield None, None      # keep-alive while nothing changes
+            else:
+                yield "status", analysis_out({**task, "result": None}).model_dump(mode="json")
 
     return EventStream(stream())
 

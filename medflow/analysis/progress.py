@@ -31,8 +31,9 @@ async def announce(pubsub: PubSub, task_id: str, state: str) -> None:
 
 
 async def follow(pubsub: PubSub, task_id: str, load: Callable[[], Awaitable[dict[str, Any]]], *,
-                 heartbeat_s: float = 5.0, max_s: float = 600.0) -> AsyncIterator[dict[str, Any]]:
-    """The task now, then each time it changes, until it finishes (or ``max_s``: reconnect)."""
+                 heartbeat_s: float = 5.0, max_s: float = 600.0) -> AsyncIterator[dict[str, Any] | None]:
+    """The task now, then each time it changes, until it finishes (or ``max_s``: reconnect);
+    ``None`` after a heartbeat without change (the stream sends a keep-alive)."""
     subscription = await pubsub.subscribe(channel(task_id))
     wake = asyncio.Event()
 
@@ -52,6 +53,8 @@ async def follow(pubsub: PubSub, task_id: str, load: Callable[[], Awaitable[dict
             if marker != last:
                 last = marker
                 yield task
+            else:
+                yield None
             if task["state"] in FINISHED or loop.time() >= ends:
                 return
             wake.clear()

@@ -195,6 +195,9 @@ class HttpRuntime:
         """Server-sent events; a failure while streaming ends the stream with an ``error`` event."""
         try:
             async for name, data in events:
+                if name is None:   # a keep-alive comment: proxies keep a quiet stream open
+                    yield b": keep-alive\n\n"
+                    continue
                 yield f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
         except Problem as problem:
             yield _sse_error(problem)

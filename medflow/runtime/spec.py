@@ -70,8 +70,9 @@ class FileAnswer:
 @dataclass(frozen=True)
 class EventStream:
     """Server-sent events an operation answers with (``produces="text/event-stream"``):
-    ``(event name, JSON-serialisable data)`` pairs, sent as they come. An error raised while
-    streaming becomes a final ``error`` event carrying the problem+json body."""
+    ``(event name, JSON-serialisable data)`` pairs, sent as they come; ``(None, None)`` sends
+    a keep-alive comment. An error raised while streaming becomes a final ``error`` event
+    carrying the problem+json body."""
 
     events: AsyncIterator[tuple[str, Any]]
 
