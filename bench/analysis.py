@@ -599,8 +599,7 @@ def main() -> None:
             figures["analysis_topic_partitions"] = topic_partitions(f"{namespace}.medflow.analysis")
     finally:
         delete_topics(namespace)
-        if args.cxr:
-            empty_buckets(namespace)
+        empty_buckets(namespace)      # the functions create the namespace's buckets at start
     load_after = os.getloadavg()
     figures["load_average_before"], figures["load_average_after"] = round(load_before[0], 2), round(load_after[0], 2)
     c, f = f"c{args.doctors}", figures
