@@ -235,8 +235,12 @@ def eventing_file(cat: dict[str, Any], functions: dict[str, str]) -> str:
             "kind": "Trigger",
             "metadata": {"name": dns_name(consumer), "namespace": NAMESPACE,
                          "labels": {**PART_OF, "medflow.org/consumer": consumer, "medflow.org/function": function},
-                         # Events about one resource (same key) are delivered in order.
-                         "annotations": {"kafka.eventing.knative.dev/delivery.order": "ordered"}},
+                         # Events about one resource (same key) are delivered in order; a consumer whose
+                         # catalogue delivery allows concurrency (independent events, e.g. analysis
+                         # tasks) takes them unordered, several in flight.
+                         "annotations": {"kafka.eventing.knative.dev/delivery.order":
+                                         "unordered" if int((spec.get("delivery") or {}).get("concurrency", 1)) > 1
+                                         else "ordered"}},
             "spec": {
                 "broker": BROKER,
                 "filters": type_filters(list(spec["accepts"])),

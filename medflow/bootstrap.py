@@ -25,6 +25,7 @@ from medflow.storage.ports import ObjectStore
 
 if TYPE_CHECKING:
     from medflow.analysis.client import ModelClient
+    from medflow.analysis.progress import ProgressHub
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Services:
     revocations: Revocations
     _hasher: Hasher | None = field(default=None, repr=False)
     _models: "ModelClient | None" = field(default=None, repr=False)
+    _progress: "ProgressHub | None" = field(default=None, repr=False)
 
     @property
     def hasher(self) -> Hasher:
@@ -59,6 +61,14 @@ class Services:
                                         attempts=s.analysis_model_attempts)
         return self._models
 
+    @property
+    def progress(self) -> "ProgressHub":
+        """This process's one subscription to analysis progress, shared by every follower."""
+        if self._progress is None:
+            from medflow.analysis.progress import ProgressHub
+            self._progress = ProgressHub(self.cache.pubsub)
+        return self._progress
+
     def use_models(self, client: "ModelClient") -> None:
         """Swap the model client (tests point it at a model server of their own)."""
         self._models = client
@@ -77,6 +87,8 @@ class Services:
     async def close(self) -> None:
         if self._models is not None:
             await self._models.close()
+        if self._progress is not None:
+            await self._progress.close()
         await self.bus.stop()
         await self.cache.close()
         await self.objects.close()
@@ -113,7 +125,8 @@ def build_bus(settings: Settings, events: Catalogue) -> EventBus:
         from medflow.bus.kafka import KafkaEventBus
         return KafkaEventBus(settings.kafka_bootstrap, topic_for=events.topic_for,
                              dead_letter_topic_for=events.dead_letter_topic,
-                             default_policy=delivery_policy(settings), client_id=settings.kafka_client_id)
+                             default_policy=delivery_policy(settings), client_id=settings.kafka_client_id,
+                             partitions_for=events.partitions_of)
     from medflow.bus.memory import MemoryEventBus
     return MemoryEventBus(delivery_policy(settings))
 

@@ -203,7 +203,7 @@ async def events(call: Call) -> EventStream:
     task_id = (await use_cases.get(s.db, me.institution_id, call.path["task_id"]))["id"]
 
     async def stream():
-        async for task in progress.follow(s.cache.pubsub, task_id, lambda: use_cases.get(s.db, me.institution_id, task_id)):
+        async for task in progress.follow(s.progress, task_id, lambda: use_cases.get(s.db, me.institution_id, task_id)):
             if task is None:
                 yield None, None      # keep-alive while nothing changes
             else:

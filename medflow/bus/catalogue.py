@@ -36,6 +36,11 @@ class Consumer:
     accepts: tuple[str, ...]
     delivery: dict[str, Any] | None = None   # the consumer's own retry rules, over the defaults
 
+    @property
+    def concurrency(self) -> int:
+        """Events of the group in flight at once per process (``delivery.concurrency``; 1 by default)."""
+        return int((self.delivery or {}).get("concurrency", 1))
+
     def policy(self, default: DeliveryPolicy) -> DeliveryPolicy:
         """``default`` with this consumer's ``retry`` and ``backoffDelay`` (``PT<n>S``) applied."""
         if not self.delivery:
@@ -67,6 +72,11 @@ class Catalogue:
     def topics_for(self, patterns: tuple[str, ...]) -> list[str]:
         """Every topic carrying a type that one of the patterns accepts."""
         return sorted({self.topic_for(t) for t in self.event_types if matches(patterns, t)})
+
+    def partitions_of(self, topic: str, default: int = 3) -> int:
+        """The partitions the catalogue gives a topic (dead-letter and unknown topics: ``default``)."""
+        declared = self.raw["topics"].get(topic.removeprefix(self.namespace)) or {}
+        return int(declared.get("partitions", default))
 
     def dead_letter_topic(self, group: str) -> str:
         """The dead-letter topic of a consumer group (``group`` as the bus knows it)."""

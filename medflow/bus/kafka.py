@@ -56,12 +56,15 @@ class _Subscription:
     topics: tuple[str, ...]
     handler: Handler
     policy: DeliveryPolicy
+    concurrency: int = 1
 
 
 class KafkaEventBus:
     def __init__(self, bootstrap: str, *, topic_for: Callable[[str], str], dead_letter_topic_for: Callable[[str], str],
-                 default_policy: DeliveryPolicy | None = None, client_id: str = "medflow") -> None:
+                 default_policy: DeliveryPolicy | None = None, client_id: str = "medflow",
+                 partitions_for: Callable[[str], int] | None = None) -> None:
         self._bootstrap = bootstrap
+        self._partitions_for = partitions_for or (lambda topic: 3)
         self._topic_for = topic_for
         self._dead_letter_topic_for = dead_letter_topic_for
         self._policy = default_policy or DeliveryPolicy()
@@ -76,14 +79,17 @@ class KafkaEventBus:
     # -- EventBus ------------------------------------------------------------------------
 
     def subscribe(self, group: str, types: Sequence[str], handler: Handler, policy: DeliveryPolicy | None = None, *,
-                  topics: Sequence[str] | None = None) -> None:
-        """Register a group before ``start``; ``topics`` overrides the topics derived from ``types``."""
+                  topics: Sequence[str] | None = None, concurrency: int = 1) -> None:
+        """Register a group before ``start``; ``topics`` overrides the topics derived from ``types``;
+        ``concurrency`` consumers of the group in this process share its partitions (one event
+        in flight each, in order per partition)."""
         if self._started:
             raise RuntimeError("subscribe before start(): Kafka consumer groups are fixed once started")
         if group in self._subscriptions:
             raise ValueError(f"consumer group {group!r} already subscribed")
         group_topics = tuple(dict.fromkeys(topics or (self.topic_of(t) for t in types)))
-        self._subscriptions[group] = _Subscription(group, tuple(types), group_topics, handler, policy or self._policy)
+        self._subscriptions[group] = _Subscription(group, tuple(types), group_topics, handler, policy or self._policy,
+                                                   max(1, concurrency))
 
     async def publish(self, event: CloudEvent) -> None:
         """Send to the type's topic and return once the broker acknowledged it (acks=all)."""
@@ -98,9 +104,9 @@ class KafkaEventBus:
         self._loop = asyncio.get_running_loop()
         subscriptions = list(self._subscriptions.values())
         topics = {t for s in subscriptions for t in s.topics} | {self._dead_letter_topic_for(s.group) for s in subscriptions}
-        if topics:
-            await self.ensure_topics(topics)
-        self._workers = [_GroupWorker(self, s) for s in subscriptions]
+        for count in sorted({self._partitions_for(t) for t in topics}):   # as the catalogue declares them
+            await self.ensure_topics({t for t in topics if self._partitions_for(t) == count}, count)
+        self._workers = [_GroupWorker(self, s, lane) for s in subscriptions for lane in range(s.concurrency)]
         self._started = True
         for worker in self._workers:
             worker.start()
@@ -295,8 +301,8 @@ class _Stopping(Exception):
 class _GroupWorker(threading.Thread):
     """One consumer group: poll, hand each matching event to ``deliver``, commit after it."""
 
-    def __init__(self, bus: KafkaEventBus, subscription: _Subscription) -> None:
-        super().__init__(name=f"kafka-bus:{subscription.group}", daemon=True)
+    def __init__(self, bus: KafkaEventBus, subscription: _Subscription, lane: int = 0) -> None:
+        super().__init__(name=f"kafka-bus:{subscription.group}:{lane}", daemon=True)
         self.group = subscription.group
         self.assigned = threading.Event()
         self.error: BaseException | None = None

@@ -1,14 +1,16 @@
 """In-process event bus: same routing, ordering, retry and dead-letter rules as Kafka.
 
-Each consumer group has one queue and one worker, so events are handled in publication
-order per group (Kafka gives order per key; this is stricter). ``wait_idle`` lets tests
-and the demo seeder wait until everything published has been handled.
+Each consumer group has ``concurrency`` lanes (one queue and one worker each; 1 unless the
+catalogue says otherwise); an event's lane is chosen by its subject, so events about one
+resource are handled in publication order, as Kafka keeps order per key and partition.
+``wait_idle`` lets tests and the demo seeder wait until everything published has been handled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import zlib
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -25,9 +27,21 @@ class _Group:
     types: Sequence[str]
     handler: Handler
     policy: DeliveryPolicy
-    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
-    worker: asyncio.Task | None = None
+    concurrency: int = 1
+    lanes: list[asyncio.Queue] = field(default_factory=list)
+    workers: list[asyncio.Task] = field(default_factory=list)
     handled: int = 0
+
+    def __post_init__(self) -> None:
+        self.lanes = [asyncio.Queue() for _ in range(max(1, self.concurrency))]
+
+    def lane_for(self, event: CloudEvent) -> asyncio.Queue:
+        subject = (event.get("subject") or event["id"]).encode()
+        return self.lanes[zlib.crc32(subject) % len(self.lanes)]
+
+    @property
+    def unfinished(self) -> int:
+        return sum(q._unfinished_tasks for q in self.lanes)
 
 
 class MemoryEventBus:
@@ -38,35 +52,39 @@ class MemoryEventBus:
         self._started = False
 
     def subscribe(self, group: str, types: Sequence[str], handler: Handler, policy: DeliveryPolicy | None = None, *,
-                  topics: Sequence[str] | None = None) -> None:
+                  topics: Sequence[str] | None = None, concurrency: int = 1) -> None:
         if group in self._groups:
             raise ValueError(f"consumer group {group!r} already subscribed")
-        self._groups[group] = _Group(group, tuple(types), handler, policy or self._policy)
+        self._groups[group] = _Group(group, tuple(types), handler, policy or self._policy, concurrency)
         if self._started:
-            self._groups[group].worker = asyncio.create_task(self._work(self._groups[group]))
+            self._start_group(self._groups[group])
 
     async def publish(self, event: CloudEvent) -> None:
         for group in self._groups.values():
             if matches(group.types, event["type"]):
-                group.queue.put_nowait(copy.deepcopy(event))  # each group gets its own copy, like a broker
+                group.lane_for(event).put_nowait(copy.deepcopy(event))  # each group gets its own copy, like a broker
+
+    def _start_group(self, group: _Group) -> None:
+        group.workers = [asyncio.create_task(self._work(group, lane), name=f"bus:{group.name}:{i}")
+                         for i, lane in enumerate(group.lanes)]
 
     async def start(self) -> None:
         self._started = True
         for group in self._groups.values():
-            if group.worker is None:
-                group.worker = asyncio.create_task(self._work(group), name=f"bus:{group.name}")
+            if not group.workers:
+                self._start_group(group)
 
     async def stop(self) -> None:
         self._started = False
         for group in self._groups.values():
-            if group.worker:
-                group.worker.cancel()
-                await asyncio.gather(group.worker, return_exceptions=True)
-                group.worker = None
+            for worker in group.workers:
+                worker.cancel()
+            await asyncio.gather(*group.workers, return_exceptions=True)
+            group.workers = []
 
     async def wait_idle(self, timeout_s: float = 30.0) -> None:
         """Wait until every queued event has been handled or dead-lettered."""
-        await asyncio.wait_for(asyncio.gather(*(g.queue.join() for g in self._groups.values())), timeout_s)
+        await asyncio.wait_for(asyncio.gather(*(q.join() for g in self._groups.values() for q in g.lanes)), timeout_s)
 
     async def dead_letters(self, group: str, limit: int = 100) -> list[DeadLetter]:
         return list(self._dead.get(group, []))[:limit]
@@ -78,16 +96,15 @@ class MemoryEventBus:
             group = self._groups.get(name)
             if group is not None:
                 handled = group.handled
-                rows.append(Lag(name, "in-process", 0, handled, handled + group.queue._unfinished_tasks,
-                                group.queue._unfinished_tasks))
+                rows.append(Lag(name, "in-process", 0, handled, handled + group.unfinished, group.unfinished))
         return rows
 
     async def dead_letter_counts(self, groups: Sequence[str]) -> dict[str, int]:
         return {g: len(self._dead.get(g, [])) for g in groups}
 
-    async def _work(self, group: _Group) -> None:
+    async def _work(self, group: _Group, lane: asyncio.Queue) -> None:
         while True:
-            event = await group.queue.get()
+            event = await lane.get()
             try:
                 result = await deliver(event, group.handler, group.policy, group.name)
                 if result.outcome is Outcome.REJECT:
@@ -95,4 +112,4 @@ class MemoryEventBus:
                         DeadLetter(group.name, event, result.reason, result.attempts, utcnow()))
             finally:
                 group.handled += 1
-                group.queue.task_done()
+                lane.task_done()

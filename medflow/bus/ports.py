@@ -67,9 +67,11 @@ class EventBus(Protocol):
         """Durably hand the event over (returns after the broker acknowledged it)."""
 
     def subscribe(self, group: str, types: Sequence[str], handler: Handler, policy: DeliveryPolicy | None = None, *,
-                  topics: Sequence[str] | None = None) -> None:
+                  topics: Sequence[str] | None = None, concurrency: int = 1) -> None:
         """Register a consumer group before ``start``; each group sees every matching event.
-        ``topics`` names the topics carrying ``types`` (from the catalogue) where the bus has topics."""
+        ``topics`` names the topics carrying ``types`` (from the catalogue) where the bus has topics.
+        ``concurrency``: up to that many events of the group in flight in this process, still
+        in order per subject (Kafka: one consumer per lane, each with its own partitions)."""
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...

@@ -70,13 +70,16 @@ class HttpDelivery:
 
 async def run_relay(bus: KafkaEventBus, routes: Sequence[Route], timeout_s: float = 30.0,
                     topics_for: Callable[[Sequence[str]], Sequence[str]] | None = None,
-                    policies: dict[str, DeliveryPolicy] | None = None) -> None:
+                    policies: dict[str, DeliveryPolicy] | None = None,
+                    concurrency: dict[str, int] | None = None) -> None:
     """Subscribe every route, start the bus and relay until cancelled; then stop the bus.
-    ``policies`` gives a group its own retry rules (the catalogue consumer's ``delivery``)."""
+    ``policies`` gives a group its own retry rules and ``concurrency`` its events in flight
+    (the catalogue consumer's ``delivery``)."""
     async with httpx.AsyncClient() as client:
         for group, types, url in routes:
             topics = topics_for(tuple(types)) if topics_for else None
-            bus.subscribe(group, types, HttpDelivery(url, timeout_s, client), (policies or {}).get(group), topics=topics)
+            bus.subscribe(group, types, HttpDelivery(url, timeout_s, client), (policies or {}).get(group), topics=topics,
+                          concurrency=(concurrency or {}).get(group, 1))
         try:
             await bus.start()
             log.info("relay started", extra={"groups": [group for group, _, _ in routes]})
@@ -109,17 +112,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.getLogger("kafka").setLevel(logging.WARNING)
     events = Catalogue(namespace=args.namespace)  # topics and dead-letter topics as events/catalogue.yaml declares them
     bus = KafkaEventBus(args.bootstrap, topic_for=events.topic_for, dead_letter_topic_for=events.dead_letter_topic,
-                        default_policy=DeliveryPolicy(max_attempts=args.max_attempts), client_id="medflow-relay")
+                        default_policy=DeliveryPolicy(max_attempts=args.max_attempts), client_id="medflow-relay",
+                        partitions_for=events.partitions_of)
     routes = [(events.namespace + group, types, url) for group, types, url in args.route]
     default = DeliveryPolicy(max_attempts=args.max_attempts)
     policies = {c.group: c.policy(default) for c in events.consumers if c.delivery}   # the catalogue's own rules win
-    asyncio.run(_run_until_signalled(bus, routes, args.timeout, events.topics_for, policies))
+    concurrency = {c.group: c.concurrency for c in events.consumers}
+    asyncio.run(_run_until_signalled(bus, routes, args.timeout, events.topics_for, policies, concurrency))
 
 
 async def _run_until_signalled(bus: KafkaEventBus, routes: Sequence[Route], timeout_s: float,
                                topics_for: Callable[[Sequence[str]], Sequence[str]],
-                               policies: dict[str, DeliveryPolicy] | None = None) -> None:
-    task = asyncio.create_task(run_relay(bus, routes, timeout_s, topics_for, policies))
+                               policies: dict[str, DeliveryPolicy] | None = None,
+                               concurrency: dict[str, int] | None = None) -> None:
+    task = asyncio.create_task(run_relay(bus, routes, timeout_s, topics_for, policies, concurrency))
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, task.cancel)

@@ -252,3 +252,30 @@ async def test_kafka_type_patterns_must_stay_within_one_topic(bus_factory):
     with pytest.raises(ValueError, match="spans several topics"):
         bus.subscribe(group("everything"), ["org.medflow.*"], Recorder())
     bus.subscribe(group("everything"), ["org.medflow.*"], Recorder(), topics=[bus.topic_of(STORED)])
+
+
+@KINDS
+async def test_a_group_with_concurrency_handles_subjects_side_by_side_and_each_in_order(kind, bus_factory):
+    """``concurrency=3``: events about different subjects overlap (a slow one does not hold the
+    others up), events about one subject still arrive one after another, in order."""
+    bus = await bus_factory(kind)
+    running, peak, seen = 0, 0, []
+
+    async def handler(e: CloudEvent) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.2)
+        seen.append((e["subject"], e.data["n"]))
+        running -= 1
+
+    bus.subscribe(group("lanes"), [STORED], handler, concurrency=3)
+    await bus.start()
+    subjects = [f"study-{i}" for i in range(12)]
+    for n in range(2):
+        for s in subjects:
+            await bus.publish(event(subject=s, n=n))
+    await eventually(lambda: len(seen) == 24, timeout_s=60)
+    assert peak >= 2                                     # serial delivery would take 4.8 s
+    for s in subjects:
+        assert [n for subj, n in seen if subj == s] == [0, 1]

@@ -21,7 +21,7 @@ async def main(function: str) -> None:
     consumer = next(c for c in services.catalogue.consumers if c.function == function)
     services.bus.subscribe(consumer.group, consumer.accepts, runtime.deliver,
                            consumer.policy(delivery_policy(services.settings)),
-                           topics=services.catalogue.topics_for(consumer.accepts))
+                           topics=services.catalogue.topics_for(consumer.accepts), concurrency=consumer.concurrency)
     await services.bus.start()
     print("ready", flush=True)
     await asyncio.Event().wait()
