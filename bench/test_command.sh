@@ -40,6 +40,6 @@ if [[ $status -ne 0 ]]; then
   mkdir -p "$REPO/bench/.work" && cp "$WORK/run.log" "$REPO/bench/.work/test_command-$MODE.log"
   exit $status
 fi
-summary=$(grep -oE "[0-9]+ passed[^=]*" "$WORK/run.log" | tail -1 | sed "s/ *$//" || true)
+summary=$(grep -oE "[0-9]+ passed[^=]*" "$WORK/run.log" | sed "s/ *$//" | paste -sd "+" - || true)   # the suite, then the manifest tests
 python3 "$REPO/bench/record.py" test_command "${MODE}_s" "$elapsed" \
   "test command ($MODE machine): ${elapsed} s in a fresh clone [$summary]"

@@ -86,14 +86,6 @@ def downgrade() -> None:
     with op.batch_alter_table('annotations', schema=None) as batch_op:
         batch_op.drop_column('finding_key')
         batch_op.drop_column('source_task_id')
-
-    with op.batch_alter_table('analysis_reviews', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_analysis_reviews_task_id_created_at_id'))
-
+    # dropping a table drops its indexes (MariaDB refuses to drop one a foreign key still uses)
     op.drop_table('analysis_reviews')
-    with op.batch_alter_table('analysis_tasks', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_analysis_tasks_state_updated_at'))
-        batch_op.drop_index('ix_analysis_tasks_requester')
-        batch_op.drop_index(batch_op.f('ix_analysis_tasks_institution_id_case_id_created_at_id'))
-
     op.drop_table('analysis_tasks')
