@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     event_max_attempts: int = Field(5, ge=1, le=50)
     event_backoff_initial_s: float = Field(0.2, gt=0, le=60)
     event_backoff_max_s: float = Field(10.0, gt=0, le=600)
+    event_max_concurrency: int | None = Field(None, ge=1, le=64, description=(
+        "Cap on a consumer's delivery.concurrency in this process (unset: the catalogue's)."))
 
     # Knowledge assistant: any OpenAI-compatible chat endpoint (in the cluster KServe's
     # Hugging Face/vLLM runtime, base URL ending in /openai/v1); unset = extractive answers.

@@ -64,7 +64,11 @@ go_install() {
   tmp="$(mktemp -d "$TOOLS/.build.XXXXXX")"
   local t0=$SECONDS
   GOBIN="$tmp" go install -trimpath -ldflags="-s -w" "$package@$version" >"$log" 2>&1 || { rm -rf "$tmp"; die "go install $package@$version failed" "$log"; }
-  mv -f "$tmp/$(basename "$package")" "$BIN/$name"
+  # the one binary go install wrote (named after the package path's last element that is not
+  # a major-version suffix: sigs.k8s.io/kustomize/kustomize/v5 gives `kustomize`)
+  local built=("$tmp"/*)
+  [[ ${#built[@]} -eq 1 && -f "${built[0]}" ]] || { rm -rf "$tmp"; die "go install $package@$version left no single binary" "$log"; }
+  mv -f "${built[0]}" "$BIN/$name"
   echo "$module $version" >"$STAMPS/$name.version"
   rm -rf "$tmp"
   info "built $name in $((SECONDS - t0)) s"

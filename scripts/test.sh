@@ -19,42 +19,21 @@ set -a
 . .local/infra/env.sh
 set +a
 export MEDFLOW_REQUIRE_REAL=1   # a missing server fails the run instead of skipping tests
-wait_for_deploy_tools() {
-  echo "== deployment tools"
-  if ! wait "$deploy_tools"; then
-    cat .local/deploy-tools.log >&2
-    echo "scripts/deploy-tools.sh failed (log above)" >&2
-    exit 1
-  fi
-  tail -n 1 .local/deploy-tools.log
-}
-set +e
-if [[ $# -eq 0 ]]; then
-  # The whole suite: everything but the manifest tests runs while the deployment tools
-  # build (a first build takes most of 20 minutes on 2 cores), then the manifest tests.
-  echo "== tests (the manifest tests once the deployment tools are built)"
-  .venv/bin/pytest --ignore=tests/manifests
-  status=$?
-  wait_for_deploy_tools
-  echo "== manifest tests"
-  .venv/bin/pytest tests/manifests
-  manifests=$?
-  if [[ $status -eq 5 || $manifests -eq 5 ]]; then
-    echo "pytest collected no tests in one of the two parts: failing the run" >&2
-    status=1
-  elif [[ $status -eq 0 ]]; then
-    status=$manifests
-  fi
-else
-  wait_for_deploy_tools
-  echo "== tests"
-  .venv/bin/pytest "$@"
-  status=$?
-  if [[ $status -eq 5 ]]; then
-    echo "pytest collected no tests: failing the run" >&2
-    status=1
-  fi
+echo "== deployment tools"
+if ! wait "$deploy_tools"; then
+  cat .local/deploy-tools.log >&2
+  echo "scripts/deploy-tools.sh failed (log above)" >&2
+  exit 1
 fi
+tail -n 1 .local/deploy-tools.log
+echo "== tests"
+set +e
+.venv/bin/pytest "$@"
+status=$?
 set -e
+if [[ $status -eq 5 ]]; then
+  echo "pytest collected no tests: failing the run" >&2
+  status=1
+fi
 echo "test command finished in $(( $(date +%s) - started )) s with status $status"
 exit $status

@@ -231,7 +231,10 @@ def settings_for_tests(data_dir: Path, **overrides):
     """Settings for tests: cheap Argon2 so suites stay fast (production cost is the default)."""
     from medflow.config import Settings
     values = {"data_dir": data_dir, "argon2_time_cost": 1, "argon2_memory_kib": 8192, "argon2_parallelism": 1,
-              "event_backoff_initial_s": 0.01, "event_backoff_max_s": 0.05}
+              "event_backoff_initial_s": 0.01, "event_backoff_max_s": 0.05,
+              # one consumer per group: a group of six Kafka consumers joins in ~4 s instead of ~1 s,
+              # at every platform start; lanes are held by the bus contract test and the bench
+              "event_max_concurrency": 1}
     values.update(overrides)
     return Settings(**values)
 

@@ -46,7 +46,6 @@ log = logging.getLogger("medflow.bus.kafka")
 DLQ_PREFIX = "medflow_dlq_"
 SEND_TIMEOUT_S = 35.0          # producer delivery_timeout_ms (30 s) plus a margin
 ASSIGNMENT_TIMEOUT_S = 60.0    # group join; brokers delay the first rebalance (3 s by default)
-HEARTBEAT_MS = 250           # a rebalance (another consumer of the group joining) completes within about one heartbeat
 UNDECODABLE_TYPE = "org.medflow.bus.undecodable.v1"
 
 
@@ -324,7 +323,7 @@ class _GroupWorker(threading.Thread):
             consumer = KafkaConsumer(
                 bootstrap_servers=self._bus._bootstrap, client_id=self._bus._client_id, group_id=self.group,
                 enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=100,
-                metadata_max_age_ms=30_000, heartbeat_interval_ms=HEARTBEAT_MS)
+                metadata_max_age_ms=30_000)
             self._await_topic_metadata(consumer)
             consumer.subscribe(topics=list(self._subscription.topics), listener=_AssignmentSignal(self.assigned))
         except Exception as exc:

@@ -39,7 +39,8 @@ def subscribe_event_functions(services: Services, runtimes: dict[str, HttpRuntim
             raise RuntimeError(f"catalogue consumer {consumer.group} names no CloudEvent function {consumer.function}")
         services.bus.subscribe(consumer.group, consumer.accepts, runtime.deliver,
                                consumer.policy(delivery_policy(services.settings)),
-                               topics=services.catalogue.topics_for(consumer.accepts), concurrency=consumer.concurrency)
+                               topics=services.catalogue.topics_for(consumer.accepts),
+                               concurrency=min(consumer.concurrency, services.settings.event_max_concurrency or 64))
 
 
 def create_app(services: Services, on_start: OnStart | None = None) -> Starlette:
