@@ -81,3 +81,13 @@ def function_command(name: str, port: int) -> list[str]:
 def models_command(port: int, *extra: str) -> list[str]:
     """The local KServe model server (``medflow models serve``) on ``port``."""
     return [str(BIN / "medflow"), "models", "serve", "--http-port", str(port), "--cpu", *extra]
+
+
+def wait_for_line(log: Path, text: str, timeout_s: float = 90.0) -> None:
+    """Wait until a process's log holds ``text`` (e.g. a worker's ``ready``); fail with the log's tail."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if log.exists() and text in log.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not in {log}:\n{log.read_text()[-3000:] if log.exists() else ''}")

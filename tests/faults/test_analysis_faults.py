@@ -31,7 +31,7 @@ from medflow.demo import seed_institutions
 from medflow.ids import utcnow
 from medflow.records.cases import NewCase, add_item, create_case
 from medflow.records.patients import NewPatient, register_patient
-from support_processes import REPO, free_port, running
+from support_processes import REPO, free_port, running, wait_for_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from analysis_support import finished, panel_item, submit, urinalysis_content  # noqa: E402
@@ -187,7 +187,7 @@ async def test_a_worker_killed_mid_call_is_replaced_and_the_task_finishes_once(p
         set_mode(proxy, "slow", delay_s=4.0)
         log1, log2 = tmp_path / "w1.log", tmp_path / "w2.log"
         with running(WORKER, worker_env, log1) as worker:
-            _wait_line(log1, "ready")
+            wait_for_line(log1, "ready")
             before = calls(proxy)["calls"]
             task, _ = await submit_task(services.db, services.bus, doctor, Submission(case["id"], item["id"], "urinalysis"))
             await _until(lambda: calls(proxy)["calls"] > before, "the model was never called")
@@ -199,7 +199,7 @@ async def test_a_worker_killed_mid_call_is_replaced_and_the_task_finishes_once(p
         with running(WORKER, worker_env, log2):
             # Kafka gives the uncommitted event to the new worker; the dead one's lock has
             # expired, so it claims the task for a second attempt
-            _wait_line(log2, "ready")
+            wait_for_line(log2, "ready")
             final = await _until_task(services, task["id"], lambda t: t["state"] in ("succeeded", "failed"))
         assert final["state"] == "succeeded" and final["attempts"] == 2 and final["result"]["probabilities"], \
             {k: final[k] for k in ("state", "attempts", "error_code", "error")}
@@ -209,15 +209,6 @@ async def test_a_worker_killed_mid_call_is_replaced_and_the_task_finishes_once(p
         await services.close()
         delete_topics(env["MEDFLOW_KAFKA_BOOTSTRAP"], env["MEDFLOW_KAFKA_NAMESPACE"] + ".")
         drop_mysql_database(url)
-
-
-def _wait_line(log: Path, text: str, timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if log.exists() and text in log.read_text(errors="replace"):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} not in {log}:\n{log.read_text()[-3000:] if log.exists() else ''}")
 
 
 async def _until(check, what: str, timeout_s: float = 60.0) -> None:

@@ -25,7 +25,7 @@ from medflow.db.schema import cases, jobs, record_versions
 from medflow.demo import seed_institutions
 from medflow.jobs.model import JobRequest, submit
 from medflow.records.patients import NewPatient, register_patient
-from support_processes import REPO, running
+from support_processes import REPO, running, wait_for_line
 
 pytestmark = pytest.mark.timeout(420)
 ROWS = 1500
@@ -89,20 +89,11 @@ async def _assert_exact(services, job: dict, ids: list[str]) -> None:
     assert version_numbers == {2}
 
 
-def _wait_line(log: Path, text: str, timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if log.exists() and text in log.read_text(errors="replace"):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} not in {log}:\n{log.read_text()[-3000:] if log.exists() else ''}")
-
-
 async def test_a_worker_killed_mid_job_finishes_after_restart_with_exact_counts(tmp_path):
     async with _world(tmp_path) as (services, env, admin, ids):
         first_log, second_log = tmp_path / "worker-1.log", tmp_path / "worker-2.log"
         with running(WORKER, _worker_env(env, tmp_path), first_log) as worker:
-            _wait_line(first_log, "ready")
+            wait_for_line(first_log, "ready")
             job, _ = await submit(services.db, services.bus, services.catalogue, admin,
                                   JobRequest("delete", filter={"modality": "CT"}), idempotency_key=None,
                                   default_deadline_s=600, max_ids=10_000)
@@ -125,7 +116,7 @@ async def test_the_kafka_broker_killed_and_restarted_mid_job_the_job_finishes(tm
             log = tmp_path / "worker.log"
             # short slices: the job must hand itself over through Kafka while the broker is down
             with running(WORKER, _worker_env(env, tmp_path, MEDFLOW_JOB_SLICE_S="0.5"), log):
-                _wait_line(log, "ready")
+                wait_for_line(log, "ready")
                 job, _ = await submit(services.db, services.bus, services.catalogue, admin,
                                       JobRequest("delete", filter={"modality": "CT"}), idempotency_key=None,
                                       default_deadline_s=600, max_ids=10_000)
