@@ -6,6 +6,7 @@ import asyncio
 import time
 from datetime import datetime, timedelta, timezone
 
+from bus_diagnostics import consumers_of
 from medflow.db.schema import cases
 from medflow.ids import new_id, utcnow
 
@@ -19,7 +20,7 @@ async def wait_for_job(platform, actor, job_id: str, timeout_s: float = 90.0, st
         if body["state"] in states:
             return body
         if time.monotonic() > deadline:
-            raise AssertionError(f"job still {body['state']} after {timeout_s}s: {body}")
+            raise AssertionError(f"job still {body['state']} after {timeout_s}s: {body}; consumers: {consumers_of(platform)}")
         await asyncio.sleep(0.05)
 
 

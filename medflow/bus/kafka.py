@@ -47,6 +47,8 @@ DLQ_PREFIX = "medflow_dlq_"
 SEND_TIMEOUT_S = 35.0          # producer delivery_timeout_ms (30 s) plus a margin
 ASSIGNMENT_TIMEOUT_S = 60.0    # group join; brokers delay the first rebalance (3 s by default)
 UNDECODABLE_TYPE = "org.medflow.bus.undecodable.v1"
+NUDGE_EVERY_S = 2.0            # idle consumers re-check their positions this often (see _nudge_when_idle)
+RESTART_BACKOFF_S = 1.0        # a consumer that failed is opened again after this pause
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,10 @@ class KafkaEventBus:
     async def dead_letter_counts(self, groups: Sequence[str]) -> dict[str, int]:
         """Records in each group's dead-letter topic (end minus beginning offsets)."""
         return await asyncio.to_thread(self._dead_letter_counts, list(groups))
+
+    def consumer_states(self) -> list[dict[str, Any]]:
+        """Each consumer thread: alive, assigned, restarts, last poll, records seen, positions."""
+        return [worker.state() for worker in self._workers]
 
     # -- administration ------------------------------------------------------------------
 
@@ -311,6 +317,11 @@ class _GroupWorker(threading.Thread):
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._in_flight: concurrent.futures.Future | None = None
+        self._nudged_at = 0.0
+        self.restarts = 0
+        self.records = 0
+        self.polled_at: float | None = None
+        self.positions: dict[str, int | None] = {}
 
     def request_stop(self) -> None:
         with self._lock:
@@ -319,35 +330,93 @@ class _GroupWorker(threading.Thread):
                 self._in_flight.cancel()
 
     def run(self) -> None:
+        """Consume until stopped. A consumer that fails after it joined is closed and opened
+        again (its partitions resume from the group's commits); one that never joined
+        reports the error to ``start``."""
+        while not self._stopping.is_set():
+            try:
+                consumer = self._open()
+            except Exception as exc:
+                self.error = exc
+                log.error("kafka consumer could not start", extra={"group": self.group, "error": type(exc).__name__})
+                if not self.assigned.is_set():
+                    return
+                self._stopping.wait(RESTART_BACKOFF_S)
+                continue
+            try:
+                self._serve(consumer)
+            except Exception as exc:
+                self.error = exc
+                self.restarts += 1
+                log.exception("kafka consumer failed; opening a new one", extra={"group": self.group})
+                self._stopping.wait(RESTART_BACKOFF_S)
+            finally:
+                consumer.close(autocommit=False)
+
+    def _open(self) -> KafkaConsumer:
+        consumer = KafkaConsumer(
+            bootstrap_servers=self._bus._bootstrap, client_id=self._bus._client_id, group_id=self.group,
+            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=100,
+            metadata_max_age_ms=30_000)
         try:
-            consumer = KafkaConsumer(
-                bootstrap_servers=self._bus._bootstrap, client_id=self._bus._client_id, group_id=self.group,
-                enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=100,
-                metadata_max_age_ms=30_000)
             self._await_topic_metadata(consumer)
             consumer.subscribe(topics=list(self._subscription.topics), listener=_AssignmentSignal(self.assigned))
-        except Exception as exc:
-            self.error = exc
-            log.error("kafka consumer could not start", extra={"group": self.group, "error": type(exc).__name__})
-            return
-        try:
-            while not self._stopping.is_set():
-                for partition, records in self._poll(consumer).items():
-                    self._consume_batch(consumer, partition, records)
-        except Exception as exc:
-            self.error = exc
-            log.exception("kafka consumer stopped on an error", extra={"group": self.group})
-        finally:
+        except BaseException:
             consumer.close(autocommit=False)
+            raise
+        return consumer
+
+    def _serve(self, consumer: KafkaConsumer) -> None:
+        while not self._stopping.is_set():
+            batches = self._poll(consumer)
+            for partition, records in batches.items():
+                self._consume_batch(consumer, partition, records)
+            if not batches:
+                self._nudge_when_idle(consumer)
+            self.positions = self._positions_known(consumer)
 
     def _poll(self, consumer: KafkaConsumer) -> dict[TopicPartition, list[Any]]:
         """The next records; broker trouble is waited out (kafka-python reconnects by itself)."""
         try:
-            return consumer.poll(timeout_ms=200)
+            batches = consumer.poll(timeout_ms=200)
         except kafka_errors.KafkaError as exc:
             log.warning("kafka poll failed; retrying", extra={"group": self.group, "error": type(exc).__name__})
             self._stopping.wait(1.0)
             return {}
+        self.polled_at = time.monotonic()
+        return batches
+
+    def _nudge_when_idle(self, consumer: KafkaConsumer) -> None:
+        """Every few idle seconds, ask for each assigned partition's position. kafka-python 3
+        can leave a partition unfetchable while an offset reset or leader-epoch validation
+        it started is never awaited by ``poll`` (dpkp/kafka-python#3106); ``position``
+        awaits both, so a partition stalled that way fetches again."""
+        now = time.monotonic()
+        if now - self._nudged_at < NUDGE_EVERY_S:
+            return
+        self._nudged_at = now
+        try:
+            for partition in consumer.assignment():
+                consumer.position(partition, timeout_ms=1_000)
+        except (kafka_errors.KafkaError, ValueError) as exc:
+            log.warning("kafka position check failed", extra={"group": self.group, "error": type(exc).__name__})
+
+    @staticmethod
+    def _positions_known(consumer: KafkaConsumer) -> dict[str, int | None]:
+        """Fetch positions as the consumer holds them (no network call), for ``state``."""
+        found: dict[str, int | None] = {}
+        subscription = getattr(consumer, "_subscription", None)
+        for partition, state in list(getattr(subscription, "assignment", {}).items()):
+            position = getattr(state, "position", None)
+            found[f"{partition.topic}/{partition.partition}"] = getattr(position, "offset", position)
+        return found
+
+    def state(self) -> dict[str, Any]:
+        """What this consumer is doing, for diagnostics (no event data)."""
+        return {"group": self.group, "thread": self.name, "alive": self.is_alive(), "assigned": self.assigned.is_set(),
+                "error": type(self.error).__name__ if self.error else None, "restarts": self.restarts,
+                "seconds_since_poll": round(time.monotonic() - self.polled_at, 1) if self.polled_at else None,
+                "records": self.records, "positions": dict(self.positions)}
 
     def _await_topic_metadata(self, consumer: KafkaConsumer, timeout_s: float = 30.0) -> None:
         """Load the partitions of our topics before joining: a group leader that does not know a
@@ -362,6 +431,7 @@ class _GroupWorker(threading.Thread):
         """Handle records in order, committing each; when one cannot be finished (or committed),
         rewind the partition so that the next poll resumes from the first unfinished record."""
         for record in records:
+            self.records += 1
             try:
                 self._consume(record)
             except _Stopping:

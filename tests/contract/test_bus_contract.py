@@ -245,6 +245,32 @@ async def test_kafka_dead_letters_a_record_that_is_not_a_cloudevent_and_goes_on(
     assert handler.ids() == [after["id"]]
 
 
+async def test_a_kafka_consumer_that_fails_is_reopened_and_delivers_what_it_had_not_finished(bus_factory):
+    """A consumer loop that dies on an unexpected error (a client bug, not a handler failure)
+    must not leave its group silent for the rest of the process: it is opened again, resumes
+    from the group's commits, and says so in ``consumer_states``."""
+    bus = await bus_factory("real")
+    handler = Recorder()
+    indexer_group = group("reopened")
+    bus.subscribe(indexer_group, [STORED], handler)
+    await bus.start()
+    [worker] = bus._workers
+    breaks_once = worker._consume_batch
+
+    def consume_batch(consumer, partition, records):
+        worker._consume_batch = breaks_once
+        raise AssertionError("kafka client bug")
+
+    worker._consume_batch = consume_batch
+    first = event(subject="study-1")
+    await bus.publish(first)
+
+    await eventually(lambda: handler.events, timeout_s=60)
+    assert handler.ids() == [first["id"]]
+    [state] = bus.consumer_states()
+    assert state["restarts"] == 1 and state["alive"] and state["error"] == "AssertionError"
+
+
 async def test_kafka_type_patterns_must_stay_within_one_topic(bus_factory):
     bus = await bus_factory("real")
 

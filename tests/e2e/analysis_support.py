@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bus_diagnostics import consumers_of
 from medflow.dicom.generate import Spec, make
 from medflow.inference.catalog import model_module
 from records_support import Actor, case, patient
@@ -93,5 +94,7 @@ async def finished(platform, actor: Actor, task_id: str, timeout_s: float = 60.0
         task = response.json()
         if task["state"] in ("succeeded", "failed"):
             return task
-        assert time.monotonic() < ends, f"task still {task['state']} after {timeout_s}s"
+        assert time.monotonic() < ends, (f"task still {task['state']} after {timeout_s}s: "
+                                         f"{ {k: task.get(k) for k in ('attempts', 'error_code', 'error')} }; "
+                                         f"consumers: {consumers_of(platform)}")
         await asyncio.sleep(0.05)
