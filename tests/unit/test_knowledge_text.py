@@ -1,5 +1,5 @@
-"""Knowledge pieces without servers: the numpy encoder against sentence-transformers' published
-similarities, text extraction and cleaning, chunking with overlap, fencing, the re-ranker,
+"""Knowledge pieces without servers: the shared encoder against sentence-transformers' published
+similarities (the encoder itself in test_knowledge_encoder.py), text extraction and cleaning, chunking with overlap, fencing, the re-ranker,
 the vector index."""
 
 from __future__ import annotations
@@ -18,16 +18,19 @@ from medflow.knowledge.retrieval import LexicalReranker
 
 
 def test_encoder_matches_the_reference_model():
-    # sentence-transformers' quickstart, all-MiniLM-L6-v2: similarities 0.6660, 0.1046, 0.1411
+    # sentence-transformers' quickstart, all-MiniLM-L6-v2: similarities 0.6660, 0.1046, 0.1411.
+    # The int8 model moves them by up to 0.011 (0.6590, 0.1075, 0.1301); the float32 reference
+    # meets them within 2e-3 (test_knowledge_encoder.py)
     v = shared_encoder().encode(["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."])
     assert v.shape == (3, 384) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
     sims = v @ v.T
-    assert sims[0, 1] == pytest.approx(0.6660, abs=2e-3)
-    assert sims[0, 2] == pytest.approx(0.1046, abs=2e-3)
-    assert sims[1, 2] == pytest.approx(0.1411, abs=2e-3)
-    # batching and padding do not change a vector
+    assert sims[0, 1] == pytest.approx(0.6660, abs=0.02)
+    assert sims[0, 2] == pytest.approx(0.1046, abs=0.02)
+    assert sims[1, 2] == pytest.approx(0.1411, abs=0.02)
+    assert sims[0, 1] > 4 * max(sims[0, 2], sims[1, 2])     # the two weather sentences are the close pair
+    # the call that encodes a text does not change its vector
     alone = shared_encoder().encode_one("He drove to the stadium.")
-    assert np.allclose(alone, v[2], atol=1e-5)
+    assert np.array_equal(alone, v[2])
 
 
 def test_markdown_sections_follow_headings_and_skip_code_fences():
