@@ -132,7 +132,11 @@ def _pending(kind: str) -> list[sa.ColumnElement[bool]]:
 
 
 async def run_batch(services, job: dict[str, Any], batch_size: int) -> BatchResult:
-    """One batch, one transaction: effect + checkpoint + counts, or nothing at all."""
+    """One batch, one transaction: effect + checkpoint + counts, or nothing at all.
+
+    The batch is a range of case ids: the next ``batch_size`` ids after the checkpoint that
+    the job's filter selects (or the next slice of its sorted id list). A delete batch works
+    on that range inside the database (no case rows travel to the worker)."""
     by_ids = bool(job["params"].get("case_ids"))
     async with services.db.transaction() as conn:
         current = (await conn.execute(sa.select(jobs.c.state, jobs.c.checkpoint).where(jobs.c.id == job["id"])
@@ -143,50 +147,70 @@ async def run_batch(services, job: dict[str, Any], batch_size: int) -> BatchResu
             chunk = [i for i in job["params"]["case_ids"] if not current.checkpoint or i > current.checkpoint][:batch_size]
             if not chunk:
                 return BatchResult(0, 0, 0)
-            conditions = [cases.c.institution_id == job["institution_id"], cases.c.id.in_(chunk)]
+            scope = [cases.c.institution_id == job["institution_id"], cases.c.id.in_(chunk)]
+            last = chunk[-1]
         else:
-            conditions = case_conditions(job["institution_id"], job["params"]) + _pending(job["kind"])
+            scope = case_conditions(job["institution_id"], job["params"]) + _pending(job["kind"])
             if current.checkpoint:
-                conditions.append(cases.c.id > current.checkpoint)
-        rows = (await conn.execute(sa.select(cases.c.id, cases.c.version, cases.c.deleted_at, cases.c.institution_id,
-                                             cases.c.patient_id)
-                                   .where(*conditions).order_by(cases.c.id).limit(batch_size)
-                                   .with_for_update())).all()
-        if not by_ids and not rows:
-            return BatchResult(0, 0, 0)
-        handled = len(chunk) if by_ids else len(rows)
-        last = chunk[-1] if by_ids else rows[-1].id
+                scope.append(cases.c.id > current.checkpoint)
+            found, last = await _next_range(conn, scope, batch_size)
+            if not found:
+                return BatchResult(0, 0, 0)
+            scope.append(cases.c.id <= last)
         if job["kind"] == "delete":
-            done = await _soft_delete(conn, job, rows)
+            done, patient_ids = await _soft_delete(conn, job, scope)
         elif job["kind"] == "archive":
-            done = await _archive(services, conn, job, rows)
+            rows = (await conn.execute(sa.select(cases.c.id, cases.c.deleted_at, cases.c.institution_id)
+                                       .where(*scope).order_by(cases.c.id).with_for_update())).all()
+            done, patient_ids = await _archive(services, conn, job, rows), set()
         else:
             raise PermanentError(f"job kind {job['kind']} has no batch step")
-        failed = handled - done
+        handled = len(chunk) if by_ids else found
+        failed = handled - done        # gone or changed meanwhile: not done by this job
         await conn.execute(jobs.update().where(jobs.c.id == job["id"]).values(
             checkpoint=last, done=jobs.c.done + done, failed=jobs.c.failed + failed,
             batches=jobs.c.batches + 1, updated_at=utcnow()))
-    if job["kind"] == "delete":  # a deleted case leaves its patient's released summaries
-        for patient_id in {r.patient_id for r in rows}:
-            await forget_released(services.cache.cache, job["institution_id"], patient_id)
+    for patient_id in patient_ids:   # a deleted case leaves its patient's released summaries
+        await forget_released(services.cache.cache, job["institution_id"], patient_id)
     return BatchResult(handled, done, failed)
 
 
-async def _soft_delete(conn, job: dict[str, Any], rows) -> int:
-    """Soft-delete the batch's live cases, keeping a version row each (who, when, why)."""
-    live = [r for r in rows if r.deleted_at is None]
-    if not live:
-        return 0
-    now = utcnow()
-    await conn.execute(record_versions.insert(), [
-        {"id": new_id(), "institution_id": r.institution_id, "entity_type": "case", "entity_id": r.id,
-         "version": r.version, "changed_by": job["submitted_by"], "changed_at": now,
-         "reason": f"bulk delete job {job['id']}", "old_values": {"deleted_at": None}} for r in live])
-    result = await conn.execute(cases.update().where(cases.c.id.in_([r.id for r in live]), cases.c.deleted_at.is_(None))
-                                .values(deleted_at=now, updated_at=now, version=cases.c.version + 1))
-    if result.rowcount != len(live):   # rows are locked: cannot happen unless the lock was bypassed
+async def _next_range(conn, scope: list[sa.ColumnElement[bool]], batch_size: int) -> tuple[int, str | None]:
+    """How many cases the next batch holds (at most ``batch_size``) and the id of its last one."""
+    ids = sa.select(cases.c.id).where(*scope).order_by(cases.c.id).limit(batch_size).subquery()
+    found, last = (await conn.execute(sa.select(sa.func.count(), sa.func.max(ids.c.id)))).one()
+    return found, last
+
+
+def version_id(stamp: str) -> sa.ColumnElement[str]:
+    """Ids for the version rows a bulk delete writes in SQL: the ULID time part of the batch's
+    ``new_id()`` followed by the case id's random part, so each is a ULID, unique per case
+    and millisecond, and in time order like ids made one by one."""
+    return sa.literal(stamp[:10], sa.String) + sa.func.substr(cases.c.id, 11, 16)
+
+
+async def _soft_delete(conn, job: dict[str, Any], scope: list[sa.ColumnElement[bool]]) -> tuple[int, set[str]]:
+    """Soft-delete the live cases in ``scope``, keeping a version row each (who, when, why),
+    in three statements whatever the batch size; (cases deleted, their patients)."""
+    live = scope + [cases.c.deleted_at.is_(None)]
+    locked = (await conn.execute(sa.select(sa.func.count()).select_from(cases).where(*live).with_for_update())).scalar_one()
+    if not locked:
+        return 0, set()
+    patient_ids = set((await conn.execute(sa.select(cases.c.patient_id).where(*live).distinct())).scalars())
+    now, columns = utcnow(), record_versions.c
+    versions = sa.select(
+        version_id(new_id()), cases.c.institution_id, sa.literal("case", sa.String), cases.c.id, cases.c.version,
+        sa.literal(job["submitted_by"], columns.changed_by.type), sa.literal(now, columns.changed_at.type),
+        sa.literal(f"bulk delete job {job['id']}", sa.String), sa.literal({"deleted_at": None}, columns.old_values.type),
+    ).where(*live)
+    written = await conn.execute(record_versions.insert().from_select(
+        ["id", "institution_id", "entity_type", "entity_id", "version", "changed_by", "changed_at", "reason",
+         "old_values"], versions))
+    deleted = await conn.execute(cases.update().where(*live)
+                                 .values(deleted_at=now, updated_at=now, version=cases.c.version + 1))
+    if not written.rowcount == deleted.rowcount == locked:   # rows are locked: only a bypassed lock gets here
         raise TransientError("cases changed under the batch")
-    return len(live)
+    return locked, patient_ids
 
 
 async def case_objects(objects, conn, institution_id: str, case_id: str) -> list[tuple[str, str]]:

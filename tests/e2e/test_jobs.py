@@ -11,6 +11,7 @@ import zipfile
 
 import httpx
 import sqlalchemy as sa
+from ulid import ULID
 
 from medflow.db.schema import audit_log, case_archive, cases, jobs, record_versions
 from imaging_support import fetch_signed, instance
@@ -47,12 +48,17 @@ async def test_a_bulk_delete_by_filter_is_accepted_at_once_and_finishes_with_exa
     assert (done["total"], done["done"], done["failed"], done["progress"]) == (40, 40, 0, 1.0)
     assert await _deleted(platform, doomed) == 40 and await _deleted(platform, kept) == 0
     async with platform.services.db.connect() as conn:   # one version row per deleted case: none deleted twice
-        versions = (await conn.execute(sa.select(record_versions.c.entity_id, sa.func.count())
-                                       .where(record_versions.c.entity_id.in_(doomed))
-                                       .group_by(record_versions.c.entity_id))).all()
+        versions = (await conn.execute(sa.select(record_versions).where(record_versions.c.entity_id.in_(doomed)))).mappings().all()
         batches = (await conn.execute(sa.select(jobs.c.batches).where(jobs.c.id == job["id"]))).scalar_one()
-    assert len(versions) == 40 and all(n == 1 for _, n in versions)
+    assert sorted(v["entity_id"] for v in versions) == sorted(doomed)
     assert batches == 6                                  # ceil(40 / 7): bounded batches
+    # each keeps who deleted it, why, and what it was; ids are distinct ULIDs of the deletion's time
+    assert {(v["entity_type"], v["version"], v["changed_by"], v["reason"]) for v in versions} == {
+        ("case", 1, admin.user_id, f"bulk delete job {job['id']}")}
+    assert all(v["old_values"] == {"deleted_at": None} and v["institution_id"] == admin.institution_id for v in versions)
+    ids = [v["id"] for v in versions]
+    assert len(set(ids)) == 40 and all(len(i) == 26 and i.isalnum() and i.isupper() for i in ids)
+    assert all(abs((ULID.from_str(i).datetime - v["changed_at"]).total_seconds()) < 1 for i, v in zip(ids, versions))
 
 
 async def test_the_same_idempotency_key_returns_the_same_job(platform):
