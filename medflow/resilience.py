@@ -121,8 +121,9 @@ def breaker_states() -> list[dict[str, object]]:
 async def with_timeout(fn: Callable[[], Awaitable[T]], timeout_s: float) -> T:
     """Await ``fn()`` for at most ``timeout_s``; a time-out is a TransientError."""
     try:
-        return await asyncio.wait_for(fn(), timeout_s)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(timeout_s):   # not wait_for: on 3.11 it can swallow a cancellation
+            return await fn()
+    except TimeoutError:
         raise TransientError(f"timed out after {timeout_s}s") from None
 
 

@@ -75,8 +75,7 @@ class ProgressHub:
     async def close(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
+            await asyncio.wait({self._reader})   # its own cancellation is not raised here; ours would be
         if self._subscription is not None:
             await self._subscription.close()
 
@@ -100,5 +99,6 @@ async def follow(hub: ProgressHub, task_id: str, load: Callable[[], Awaitable[di
                 yield None
             if task["state"] in FINISHED or loop.time() >= ends:
                 return
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(wake.wait(), min(heartbeat_s, max(0.0, ends - loop.time())))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(heartbeat_s, max(0.0, ends - loop.time()))):
+                    await wake.wait()

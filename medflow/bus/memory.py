@@ -20,6 +20,8 @@ from medflow.bus.delivery import deliver
 from medflow.bus.ports import DeadLetter, DeliveryPolicy, Handler, Lag, Outcome, matches
 from medflow.ids import utcnow
 
+STOP_RECHECK_S = 1.0   # stop() cancels a worker again if it is still running after this long
+
 
 @dataclass
 class _Group:
@@ -75,11 +77,16 @@ class MemoryEventBus:
                 self._start_group(group)
 
     async def stop(self) -> None:
+        """Cancel every lane's worker and wait for it, cancelling again a worker that is still
+        running after a moment (a handler that swallowed the cancellation would otherwise go
+        back to waiting for its next event, and stop would never return)."""
         self._started = False
         for group in self._groups.values():
-            for worker in group.workers:
-                worker.cancel()
-            await asyncio.gather(*group.workers, return_exceptions=True)
+            running = set(group.workers)
+            while running:
+                for worker in running:
+                    worker.cancel()
+                _, running = await asyncio.wait(running, timeout=STOP_RECHECK_S)
             group.workers = []
 
     async def wait_idle(self, timeout_s: float = 30.0) -> None:

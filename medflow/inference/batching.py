@@ -72,8 +72,9 @@ class DynamicBatcher:
                     if timeout <= 0:
                         break
                     try:
-                        nxt = await asyncio.wait_for(self._queue.get(), timeout)
-                    except asyncio.TimeoutError:
+                        async with asyncio.timeout(timeout):
+                            nxt = await self._queue.get()
+                    except TimeoutError:
                         break
                 if rows + nxt.rows > self.max_batch:  # never more rows than the engine's profile allows
                     carried = nxt

@@ -172,10 +172,11 @@ async def _with_idle_timeout(stream: AsyncIterator[str], timeout_s: float) -> As
     iterator = stream.__aiter__()
     while True:
         try:
-            piece = await asyncio.wait_for(iterator.__anext__(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                piece = await iterator.__anext__()
         except StopAsyncIteration:
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TransientError("the language model stopped answering") from None
         if piece:
             yield piece
