@@ -51,19 +51,22 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _reaper_starter(interval_s: float):
-    """A start step that runs the analysis reaper every ``interval_s`` in this process (the
-    cluster runs ``medflow analysis reap`` from a CronJob instead)."""
-    running: set[asyncio.Task] = set()   # held, so the loop is not garbage-collected
+    """A start step that runs the analysis reaper and the outbox sweep every ``interval_s``
+    in this process (the cluster runs ``medflow analysis reap`` and ``medflow outbox sweep``
+    from CronJobs instead)."""
+    running: set[asyncio.Task] = set()   # held, so the loops are not garbage-collected
 
     async def start(services) -> None:
         from medflow.analysis.reaper import reap_every
-        running.add(asyncio.get_running_loop().create_task(reap_every(services, interval_s), name="analysis-reaper"))
+        from medflow.bus.outbox import sweep_every
+        loop = asyncio.get_running_loop()
+        running.add(loop.create_task(reap_every(services, interval_s), name="analysis-reaper"))
+        running.add(loop.create_task(sweep_every(services.db, services.bus, interval_s), name="outbox-sweep"))
     return start
 
 
-def _reap(args: argparse.Namespace) -> int:
-    """One reaper pass against the configured database and bus (the cluster's CronJob)."""
-    from medflow.analysis.reaper import reap
+def _one_pass(work) -> int:
+    """Run ``work(services)`` once against the configured database and bus (a CronJob's pass)."""
     from medflow.bootstrap import build_services
     from medflow.runtime.logs import configure_logging
 
@@ -74,12 +77,30 @@ def _reap(args: argparse.Namespace) -> int:
         services = build_services(settings)
         try:
             await services.bus.start()
-            done = await reap(services)
-            print(f"analysis reaper: {done.requeued} queued again, {done.failed} failed", flush=True)
+            print(await work(services), flush=True)
             return 0
         finally:
             await services.close()
     return asyncio.run(run())
+
+
+def _reap(args: argparse.Namespace) -> int:
+    """One reaper pass: analysis tasks stuck running or queued."""
+    from medflow.analysis.reaper import reap
+
+    async def work(services) -> str:
+        done = await reap(services)
+        return f"analysis reaper: {done.requeued} queued again, {done.failed} failed"
+    return _one_pass(work)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """One outbox pass: events whose publish after their commit was lost are published."""
+    from medflow.bus.outbox import GRACE_S, sweep_all
+
+    async def work(services) -> str:
+        return f"outbox sweep: {await sweep_all(services.db, services.bus, older_than_s=GRACE_S)} event(s) published"
+    return _one_pass(work)
 
 
 def _scp_starter(institution_code: str, host: str, port: int):
@@ -155,11 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--dicom-host", default="127.0.0.1")
     s.add_argument("--dicom-institution", default="MFGH", help="institution code the receiver stores for")
     s.add_argument("--reap-every", type=float, default=30.0,
-                   help="run the analysis reaper every this many seconds (0: never)")
+                   help="run the analysis reaper and the outbox sweep every this many seconds (0: never)")
     s.set_defaults(run=_serve)
     a = sub.add_parser("analysis", help="analysis workflow tools: `analysis reap` finds stuck tasks (a CronJob)")
     a.add_argument("action", choices=["reap"])
     a.set_defaults(run=_reap)
+    o = sub.add_parser("outbox", help="`outbox sweep` publishes events left in the transactional outbox (a CronJob)")
+    o.add_argument("action", choices=["sweep"])
+    o.set_defaults(run=_sweep)
     d = sub.add_parser("dicom-scp", help="receive DICOM over DIMSE (C-STORE, C-ECHO): a long-running process")
     d.add_argument("--institution", required=True, help="institution code the received instances belong to")
     d.add_argument("--host", default="0.0.0.0")

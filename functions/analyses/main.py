@@ -20,7 +20,7 @@ from medflow.analysis import progress, review as reviewing, tasks as use_cases
 from medflow.analysis.models import MODELS
 from medflow.audit.trail import audit
 from medflow.auth.principal import STAFF, Access
-from medflow.bus.outbox import sweep
+from medflow.bus.outbox import GRACE_S, sweep
 from medflow.ids import utcnow
 from medflow.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from medflow.runtime.entry import entrypoint
@@ -29,7 +29,6 @@ from medflow.runtime.spec import Answer, Call, EventStream, HttpFunction, Reques
 spec = HttpFunction("analyses", "Analyses: model runs on exam items, progress and doctor review")
 SOURCE = use_cases.SOURCE
 DOCTOR = Access.roles_("doctor")
-OUTBOX_GRACE_S = 30.0
 REVIEW_ACTIONS = {"accept": "analysis.accepted", "edit": "analysis.edited", "reject": "analysis.rejected"}
 MODEL_NAMES = Literal["chest_xray_diagnosis", "chest_xray_report", "echo", "urinalysis", "tongue"]
 
@@ -185,8 +184,8 @@ async def status(call: Call) -> AnalysisOut:
     """Poll this, or follow `events_url`. The read of a result is audited."""
     s, me = call.services, call.caller()
     task = await use_cases.get(s.db, me.institution_id, call.path["task_id"])
-    if task["state"] == "queued" and (utcnow() - task["updated_at"]).total_seconds() > OUTBOX_GRACE_S:
-        await sweep(s.db, s.bus, older_than_s=OUTBOX_GRACE_S)   # its event's publish was lost: send it now
+    if task["state"] == "queued" and (utcnow() - task["updated_at"]).total_seconds() > GRACE_S:
+        await sweep(s.db, s.bus, older_than_s=GRACE_S)   # its event's publish was lost: send it now
     reviews = await reviewing.reviews_of(s.db, me.institution_id, task["id"])
     if task["result"] is not None:
         await _audit(call, "analysis.read", task)

@@ -17,7 +17,7 @@ from pydantic import Field
 from medflow.accounts.schemas import EntityId
 from medflow.audit.trail import audit
 from medflow.auth.principal import ADMIN, STAFF
-from medflow.bus.outbox import sweep
+from medflow.bus.outbox import GRACE_S, sweep
 from medflow.bus import admin as bus_admin
 from medflow.errors import Problem, forbidden, not_found
 from medflow.ids import utcnow
@@ -31,7 +31,6 @@ from medflow.runtime.spec import Answer, Call, HttpFunction, RequestModel, Respo
 
 spec = HttpFunction("jobs", "Bulk jobs, backups, dead letters and lag")
 SOURCE = use_cases.SOURCE
-OUTBOX_GRACE_S = 30.0
 
 
 class ExportOptions(RequestModel):
@@ -133,8 +132,8 @@ async def status(call: Call) -> JobOut:
     publish was lost (the outbox sweep)."""
     s = call.services
     job = await use_cases.get(s.db, call.caller(), call.path["job_id"])
-    if job["state"] == "queued" and (utcnow() - job["created_at"]).total_seconds() > OUTBOX_GRACE_S:
-        await sweep(s.db, s.bus, older_than_s=OUTBOX_GRACE_S)
+    if job["state"] == "queued" and (utcnow() - job["created_at"]).total_seconds() > GRACE_S:
+        await sweep(s.db, s.bus, older_than_s=GRACE_S)
     return job_out(job)
 
 

@@ -23,6 +23,7 @@ from medflow.db.schema import event_outbox
 from medflow.ids import new_id, utcnow
 
 log = logging.getLogger("medflow.bus.outbox")
+GRACE_S = 30.0          # a row younger than this may still be published by its own request
 
 
 def _to_row(event: CloudEvent) -> dict[str, Any]:
@@ -55,8 +56,9 @@ async def publish_staged(db: Database, bus: EventBus, events: Iterable[CloudEven
     return True
 
 
-async def sweep(db: Database, bus: EventBus, *, older_than_s: float = 30.0, limit: int = 100) -> int:
-    """Publish events left behind by a failed or interrupted ``publish_staged``; how many."""
+async def sweep(db: Database, bus: EventBus, *, older_than_s: float = GRACE_S, limit: int = 100) -> int:
+    """Publish events left behind by a failed or interrupted ``publish_staged``; how many
+    (0 when the bus failed: they stay for the next sweep)."""
     cutoff = utcnow() - timedelta(seconds=older_than_s)
     async with db.connect() as conn:
         rows = (await conn.execute(sa.select(event_outbox.c.event_id, event_outbox.c.event)
@@ -64,10 +66,31 @@ async def sweep(db: Database, bus: EventBus, *, older_than_s: float = 30.0, limi
                                    .order_by(event_outbox.c.created_at).limit(limit))).all()
     if not rows:
         return 0
-    await publish_staged(db, bus, [_from_row(r.event) for r in rows])
-    return len(rows)
+    published = await publish_staged(db, bus, [_from_row(r.event) for r in rows])
+    return len(rows) if published else 0
 
 
 async def pending(db: Database) -> int:
     async with db.connect() as conn:
         return (await conn.execute(sa.select(sa.func.count()).select_from(event_outbox))).scalar_one()
+
+
+async def sweep_all(db: Database, bus: EventBus, *, older_than_s: float = GRACE_S, limit: int = 100) -> int:
+    """``sweep`` until nothing old is left (or a publish fails); how many were published."""
+    total = 0
+    while (published := await sweep(db, bus, older_than_s=older_than_s, limit=limit)):
+        total += published
+        if published < limit:
+            break
+    return total
+
+
+async def sweep_every(db: Database, bus: EventBus, interval_s: float) -> None:
+    """The embedded run's schedule: a ``sweep_all`` every ``interval_s`` until cancelled (a
+    failed pass is logged and the next one tries again)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await sweep_all(db, bus)
+        except Exception as exc:  # noqa: BLE001 - the loop outlives a database or broker hiccup
+            log.warning("outbox sweep failed", extra={"error_type": type(exc).__name__})

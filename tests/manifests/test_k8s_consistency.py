@@ -300,11 +300,13 @@ def test_every_cron_job_is_a_schedule(docs):
     assert {j["metadata"]["name"] for j in objects(docs, "CronJob")} == {dns(n) for n in PLATFORM.get("schedules") or {}}
 
 
-def test_the_analysis_reaper_runs_every_minute(docs):
-    (reaper,) = [j for j in objects(docs, "CronJob") if j["metadata"]["name"] == "analysis-reaper"]
-    assert reaper["spec"]["schedule"] == "* * * * *"
-    (container,) = reaper["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    assert container["command"] == ["medflow", "analysis", "reap"]
+@pytest.mark.parametrize("name, command", [("analysis-reaper", ["medflow", "analysis", "reap"]),
+                                           ("outbox-sweeper", ["medflow", "outbox", "sweep"])])
+def test_the_reaper_and_the_outbox_sweep_run_every_minute(docs, name, command):
+    (job,) = [j for j in objects(docs, "CronJob") if j["metadata"]["name"] == name]
+    assert job["spec"]["schedule"] == "* * * * *"
+    (container,) = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == command
 
 
 @pytest.mark.parametrize("name", sorted(PLATFORM.get("schedules") or {}))
