@@ -6,7 +6,9 @@ call runs in a worker thread so the event loop never blocks.
 - ``put`` streams through boto3's managed upload: objects above 8 MiB go multipart, one
   part in memory per worker, never the whole file; S3 makes the object visible whole or
   not at all. A seekable stream or bytes under 8 MiB go up in one ``PutObject`` instead
-  (no transfer threads, no HEAD afterwards: the returned time is the client's clock). The SHA-256 goes into the object metadata (``x-amz-meta-sha256``) whenever
+  (no transfer threads, no HEAD afterwards: the returned time is the client's clock), with
+  its SHA-256 as the object checksum (the store verifies the bytes it got against it). The
+  SHA-256 also goes into the object metadata (``x-amz-meta-sha256``) whenever
   it is known before the upload: for bytes, and for seekable streams (one extra local
   read pass, then a seek back). A non-seekable stream is hashed while it is uploaded, so
   its SHA-256 is only in the ``ObjectInfo`` that ``put`` returns; ``head`` gives None.
@@ -21,6 +23,7 @@ call runs in a worker thread so the event loop never blocks.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import hashlib
 import io
@@ -40,6 +43,7 @@ from medflow.storage.ports import BUCKETS, ObjectInfo, ObjectNotFound, check_key
 
 MIB = 1 << 20
 NOT_FOUND_CODES = {"NoSuchKey", "NoSuchBucket", "NotFound", "404"}
+CORRUPTED_CODES = {"BadDigest", "XAmzContentChecksumMismatch", "InvalidDigest"}
 TRANSIENT_CODES = {"SlowDown", "ServiceUnavailable", "RequestTimeout", "InternalError", "XMinioServerNotInitialized"}
 
 
@@ -150,8 +154,13 @@ class S3ObjectStore:
         if size is not None and size < self._transfer.multipart_threshold:
             # One PUT, no transfer-manager threads and no HEAD afterwards: the object is
             # small, its size and hash are known; S3 answers with its ETag.
+            # The SHA-256 goes along as the object's checksum: the store verifies the bytes it
+            # received against it (BadDigest otherwise: nothing stored), and boto3 computes
+            # no checksum of its own (a CRC32 pass over the body).
+            checksum = base64.b64encode(bytes.fromhex(sha256)).decode()
             response = _mapped_errors(functools.partial(
-                self._s3.put_object, Bucket=self.bucket_name(bucket), Key=key, Body=stream, ContentLength=size, **extra))
+                self._s3.put_object, Bucket=self.bucket_name(bucket), Key=key, Body=stream, ContentLength=size,
+                ChecksumSHA256=checksum, **extra))
             return ObjectInfo(bucket, key, size, response["ETag"].strip('"'), content_type,
                               datetime.now(timezone.utc), sha256)
         try:
@@ -246,6 +255,8 @@ def _mapped_errors(call: Callable[[], Any]) -> Any:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if code in NOT_FOUND_CODES:
             raise ObjectNotFound(code) from None
+        if code in CORRUPTED_CODES:   # the bytes changed on the way: sending them again may work
+            raise TransientError(f"the object store refused a corrupted upload: {code}") from None
         if code in TRANSIENT_CODES or status >= 500:
             raise TransientError(f"object store unavailable: {code}") from exc
         raise

@@ -180,3 +180,32 @@ async def check_local_signature(store: LocalObjectStore, url: str, short_url: st
     assert not verify(url, expires=str(int(parse_qs(urlsplit(url).query)["expires"][0]) + 3600))
     await asyncio.sleep(2.2)
     assert not verify(short_url)
+
+
+class ChangesAfterHashing(io.BytesIO):
+    """A file whose bytes change after they were first read to the end (a spool file
+    overwritten, a disk error): what is sent is not what was hashed."""
+
+    def __init__(self, first: bytes, then: bytes) -> None:
+        super().__init__(first)
+        self._then = then
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if self._then is not None and offset == 0 and whence == 0 and self.tell() == len(self._then):
+            super().seek(0)
+            self.write(self._then)
+            self._then = None
+        return super().seek(offset, whence)
+
+
+@pytest.mark.parametrize("object_store", ["real"], indirect=True)   # the local folder hashes as it writes
+async def test_s3_refuses_an_upload_whose_bytes_differ_from_their_hash_and_stores_nothing(object_store):
+    """MinIO checks each object against the SHA-256 the store computed before sending."""
+    from medflow.errors import TransientError
+    with pytest.raises(TransientError, match="corrupted upload"):
+        await object_store.put("dicom", "inst/changed.dcm", ChangesAfterHashing(b"A" * 4096, b"B" * 4096),
+                               "application/dicom")
+    with pytest.raises(ObjectNotFound):
+        await object_store.head("dicom", "inst/changed.dcm")
+    info = await object_store.put("dicom", "inst/changed.dcm", io.BytesIO(b"B" * 4096), "application/dicom")
+    assert info.sha256 == hashlib.sha256(b"B" * 4096).hexdigest()
