@@ -3,8 +3,8 @@ the question, recall candidates from FAISS, keep the visible chunks) and ``Lexic
 (a ``BaseDocumentCompressor``: re-rank the candidates and keep the top k).
 
 Recall takes ``CANDIDATES_PER_RESULT`` × k nearest chunks by cosine; the re-ranker adds to
-each candidate's cosine a bonus for the question's content words found in its section and
-text (exact drug names, doses and acronyms that a small sentence encoder blurs), drops
+each candidate's cosine a bonus for the question's content words (stemmed) found in its
+section and text (exact drug names, doses and acronyms that a small sentence encoder blurs), drops
 those under ``MIN_SCORE``, and keeps k. Visibility is decided in SQL, not by the index: a
 chunk counts only when it belongs to the current version of a live document of the
 caller's institution.
@@ -13,10 +13,12 @@ caller's institution.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from typing import Any, Sequence
 
+import snowballstemmer
 import sqlalchemy as sa
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import BaseDocumentCompressor, Document
@@ -38,8 +40,19 @@ again further once here why where after before while during between both but out
 patient patients""".split())
 
 
+_STEMMER = snowballstemmer.stemmer("english")
+
+
+@functools.lru_cache(maxsize=65_536)
+def _stem(word: str) -> str:
+    """A word's Snowball stem; cached, as the stemmer is pure Python and words repeat."""
+    return _STEMMER.stemWord(word)
+
+
 def terms(text: str) -> set[str]:
-    return {w for w in (m.lower() for m in _WORD.findall(text)) if w not in _STOP}
+    """The content words of ``text``, stemmed (Snowball, English): "diagnoses" in a question
+    meets "diagnose" in a guideline."""
+    return {_stem(w) for w in (m.lower() for m in _WORD.findall(text)) if w not in _STOP}
 
 
 def recall(encoder: MiniLMEncoder, index: VectorIndex, question: str, k: int,

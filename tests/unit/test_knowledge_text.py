@@ -105,6 +105,17 @@ def test_reranker_prefers_exact_terms_and_drops_weak_candidates():
     assert [d.metadata["section"] for d in ranked] == ["B", "A"]
 
 
+def test_reranker_meets_a_questions_words_in_other_forms():
+    """"diagnoses" in the question finds "Diagnose" in the passage that answers it, ahead of a
+    passage the encoder ranked a little higher for sharing only the topic."""
+    docs = [Document(page_content="Aim for an HbA1c of 48 mmol/mol in adults on diet alone.",
+                     metadata={"score": 0.846, "section": "Type 2 diabetes › HbA1c targets"}),
+            Document(page_content="Diagnose type 2 diabetes with an HbA1c of 48 mmol/mol or higher.",
+                     metadata={"score": 0.833, "section": "Type 2 diabetes › Diagnosis"})]
+    ranked = LexicalReranker(top_n=2).compress_documents(docs, "What HbA1c level diagnoses type 2 diabetes?")
+    assert [d.metadata["section"] for d in ranked] == ["Type 2 diabetes › Diagnosis", "Type 2 diabetes › HbA1c targets"]
+
+
 def test_vector_index_replaces_a_documents_rows_and_round_trips():
     rng = np.random.default_rng(1)
     v = rng.standard_normal((6, 384)).astype(np.float32)
