@@ -25,7 +25,7 @@ def example(batch: int = 2) -> dict[str, np.ndarray]:
 
 def export(folder: Path = HERE) -> Path:
     from medflow.inference.torch_tools import export_onnx
-    return export_onnx(load_torch(folder), example(), ["boxes", "words", "word_probs"], folder / "model.onnx")
+    return export_onnx(load_torch(folder), example(), ["boxes", "words", "word_probs", "region_scores"], folder / "model.onnx")
 
 
 if __name__ == "__main__":

@@ -1,21 +1,22 @@
-"""Report generator at demo size. Region stage (the second stage of Faster R-CNN for a fixed
-region set, no proposal network): a ResNet trunk, one default box per anatomical region
-refined by a box-regression head, region features pooled inside each refined box (soft
-box masks, exportable RoI pooling). Sentence stage: a GPT-2-style decoder (causal pre-LN
-transformer, learned positions, tied output embedding) conditioned by the region feature as
-its first token, greedy decoding unrolled to MAX_WORDS inside the graph."""
+"""Report generator at demo size, after region-guided report generation (Tanida et al.,
+RGRG 2023). Region stage, Faster R-CNN (Ren et al. 2015): a ResNet trunk to stride 16; a
+region proposal network (9 anchors per cell, objectness and box deltas, the 300 best thinned
+by matrix NMS to 48 proposals); RoI Align and a two-layer box head that scores every proposal
+for each anatomical region (and background) and refines its box per region. For each region
+the best-scoring proposal is kept (top-1 per class, as in RGRG): its refined box, its score
+and its box-head feature. Sentence stage: a GPT-2-style decoder (causal pre-LN transformer,
+learned positions, tied output embedding) conditioned by the region feature as its first
+token, greedy decoding unrolled to MAX_WORDS inside the graph."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from ..common.detection import ROI_WEIGHTS, BoxHead, RegionProposalNetwork, decode, gather_rows
 from ..common.layers import Attention, ResNet
+from ..common.synthetic import CXR_REGIONS as REGIONS
 
-REGIONS = ("right_lung", "left_lung", "heart", "mediastinum", "right_costophrenic_angle", "left_costophrenic_angle")
-# default boxes (x0, y0, x1, y1) as fractions of the image
-DEFAULT_BOXES = ((0.14, 0.2, 0.46, 0.8), (0.54, 0.2, 0.86, 0.8), (0.38, 0.45, 0.68, 0.82),
-                 (0.42, 0.1, 0.58, 0.5), (0.12, 0.65, 0.32, 0.85), (0.68, 0.65, 0.88, 0.85))
 MAX_WORDS = 10
 
 
@@ -33,12 +34,13 @@ class GPTBlock(nn.Module):
 
 
 class ReportGenerator(nn.Module):
-    def __init__(self, vocab_size: int, bos: int, dim: int = 64, width: int = 8, depth: int = 2, heads: int = 4):
+    def __init__(self, vocab_size: int, bos: int, dim: int = 64, width: int = 8, depth: int = 2, heads: int = 4,
+                 box_features: int = 256):
         super().__init__()
-        self.cnn = ResNet(in_ch=1, width=width)
-        self.register_buffer("boxes", torch.tensor(DEFAULT_BOXES))
-        self.box_delta = nn.Linear(self.cnn.out_channels, len(REGIONS) * 4)
-        self.region_proj = nn.Linear(self.cnn.out_channels, dim)
+        self.cnn = ResNet(in_ch=1, width=width, layers=(2, 2, 2))            # stride 16
+        self.rpn = RegionProposalNetwork(self.cnn.out_channels)
+        self.box_head = BoxHead(self.cnn.out_channels, len(REGIONS), box_features)
+        self.region_proj = nn.Linear(box_features, dim)
         self.region_emb = nn.Embedding(len(REGIONS), dim)
         self.tok = nn.Embedding(vocab_size, dim)
         self.pos = nn.Embedding(MAX_WORDS + 2, dim)
@@ -46,19 +48,21 @@ class ReportGenerator(nn.Module):
         self.ln = nn.LayerNorm(dim)
         self.bos = bos
 
-    def regions(self, image):
-        feat = self.cnn(image)                                             # [B, C, h, w]
-        b, c, h, w = feat.shape
-        boxes = (self.boxes + 0.05 * torch.tanh(self.box_delta(feat.mean((2, 3))).view(b, -1, 4))).clamp(0, 1)
-        ys = (torch.arange(h, dtype=feat.dtype) + 0.5) / h
-        xs = (torch.arange(w, dtype=feat.dtype) + 0.5) / w
-        sharp = 40.0                                                       # soft box edges: differentiable
-        my = torch.sigmoid(sharp * (ys[None, None] - boxes[..., 1:2])) * torch.sigmoid(sharp * (boxes[..., 3:4] - ys[None, None]))
-        mx = torch.sigmoid(sharp * (xs[None, None] - boxes[..., 0:1])) * torch.sigmoid(sharp * (boxes[..., 2:3] - xs[None, None]))
-        mask = my.unsqueeze(-1) * mx.unsqueeze(-2)                         # [B, R, h, w]
-        pooled = torch.einsum("brhw,bchw->brc", mask, feat) / (mask.sum((2, 3)).unsqueeze(-1) + 1e-6)
-        region = self.region_proj(pooled) + self.region_emb.weight         # [B, R, dim]
-        return boxes, region
+    def detect(self, features):
+        """-> per region: box [B, R, 4], detection score [B, R], box-head feature [B, R, F]."""
+        proposals = self.rpn.proposals(*self.rpn(features))                  # [B, P, 4]
+        feat, logits, deltas = self.box_head(features, proposals)
+        log_probs = logits.log_softmax(-1)[..., 1:]                           # [B, P, R] without background
+        best_log, best = log_probs.max(1)                                     # top-1 proposal per region (log: no
+        scores = best_log.exp()                                               # ties among saturated probabilities)
+        r = torch.arange(len(REGIONS))
+        chosen_deltas = gather_rows(deltas, best)[:, r, r]                    # [B, R, 4]: region r's deltas
+        boxes = decode(gather_rows(proposals, best), chosen_deltas, ROI_WEIGHTS)
+        return boxes, scores, gather_rows(feat, best)
+
+    def region_tokens(self, box_features):
+        """Box-head features [B, R, F] -> the decoder's region tokens [B, R, dim]."""
+        return self.region_proj(box_features) + self.region_emb.weight
 
     def logits(self, region, tokens):
         """region [N, dim], tokens [N, L] (starting with BOS) -> next-token logits [N, L+1, V]."""
@@ -69,7 +73,8 @@ class ReportGenerator(nn.Module):
         return self.ln(x) @ self.tok.weight.t()
 
     def forward(self, image):
-        boxes, region = self.regions(image)
+        boxes, scores, box_features = self.detect(self.cnn(image))
+        region = self.region_tokens(box_features)
         b, r, d = region.shape
         flat = region.reshape(b * r, d)
         tokens = torch.full((b * r, 1), self.bos, dtype=torch.long)
@@ -81,4 +86,4 @@ class ReportGenerator(nn.Module):
             tokens = torch.cat([tokens, nxt.unsqueeze(1)], 1)
         words = tokens[:, 1:].reshape(b, r, MAX_WORDS)
         word_probs = torch.stack(probs, 1).reshape(b, r, MAX_WORDS)
-        return boxes, words, word_probs
+        return boxes, words, word_probs, scores

@@ -2,7 +2,8 @@
 
 Request: ``image`` BYTES [n] (DICOM, PNG or JPEG).
 Response: ``boxes`` FP32 [n, 6, 4] (x0, y0, x1, y1 as fractions of the image; regions in
-the ``regions`` parameter), ``region_findings`` BYTES [n, 6] (a sentence per region),
+the ``regions`` parameter), ``region_scores`` FP32 [n, 6] (the box head's probability that
+the kept proposal is that region), ``region_findings`` BYTES [n, 6] (a sentence per region),
 ``confidence`` FP32 [n, 6] (mean probability of the sentence's words), ``report`` BYTES [n].
 """
 
@@ -27,7 +28,8 @@ class Predictor(DiagnosticPredictor):
     spec = ModelSpec(
         name="chest_xray_report", version="1",
         inputs=(TensorSpec("image", "BYTES", (-1,), "chest radiograph: DICOM, PNG or JPEG"),),
-        outputs=(TensorSpec("boxes", "FP32", (-1, N_REGIONS, 4)), TensorSpec("region_findings", "BYTES", (-1, N_REGIONS)),
+        outputs=(TensorSpec("boxes", "FP32", (-1, N_REGIONS, 4)), TensorSpec("region_scores", "FP32", (-1, N_REGIONS)),
+                 TensorSpec("region_findings", "BYTES", (-1, N_REGIONS)),
                  TensorSpec("confidence", "FP32", (-1, N_REGIONS)), TensorSpec("report", "BYTES", (-1,))),
         demo_folder=HERE, max_batch=8,
     )
@@ -52,7 +54,9 @@ class Predictor(DiagnosticPredictor):
                 confidence[i, r] = float(probs[i, r, :n].mean())
                 sentences.append(self.tokenizer.decode(ids))
         reports = [" ".join(sentences[i * words.shape[1]:(i + 1) * words.shape[1]]) for i in range(words.shape[0])]
+        scores = outputs["region_scores"].astype(np.float32)
         return [InferOutput("boxes", list(boxes.shape), "FP32", boxes, parameters={"regions": ",".join(self.regions)}),
+                InferOutput("region_scores", list(scores.shape), "FP32", scores),
                 InferOutput("region_findings", [words.shape[0], words.shape[1]], "BYTES", sentences),
                 InferOutput("confidence", list(confidence.shape), "FP32", confidence),
                 InferOutput("report", [len(reports)], "BYTES", reports)]

@@ -19,15 +19,25 @@ def _ellipse(y, x, cy, cx, ry, rx):
     return ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1
 
 
+LUNG_CENTRES = (0.3, 0.7)   # image x of the right lung (seen on the left) and the left lung
+
+
+def _chest(rng: np.random.Generator, y, x, heart_r: float, mediastinum_half_width: float = 0.05):
+    """Body, lungs, heart and mediastinum of a radiograph on the grid (y, x); -> (image, lung masks)."""
+    img = 0.15 + 0.05 * rng.random(y.shape)
+    img[_ellipse(y, x, 0.55, 0.5, 0.45, 0.42)] += 0.45                     # body
+    lungs = [_ellipse(y, x, 0.5, cx, 0.3, 0.14) for cx in LUNG_CENTRES]
+    img[lungs[0] | lungs[1]] -= 0.35
+    img[_ellipse(y, x, 0.62, 0.52, heart_r, heart_r * 1.2)] += 0.3
+    img[(np.abs(x - 0.5) < mediastinum_half_width) & (y > 0.1) & (y < 0.5)] += 0.25   # above the heart
+    return img, lungs
+
+
 def chest_xray(rng: np.random.Generator, labels: np.ndarray, size: int) -> np.ndarray:
     """A grey chest radiograph [size, size] in 0..1 showing the findings set in ``labels``."""
     y, x = _grid(size)
-    img = 0.15 + 0.05 * rng.random((size, size))
-    img[_ellipse(y, x, 0.55, 0.5, 0.45, 0.42)] += 0.45                     # body
-    lungs = _ellipse(y, x, 0.5, 0.3, 0.3, 0.14) | _ellipse(y, x, 0.5, 0.7, 0.3, 0.14)
-    img[lungs] -= 0.35
-    heart_r = 0.17 if labels[1] else 0.11
-    img[_ellipse(y, x, 0.62, 0.52, heart_r, heart_r * 1.2)] += 0.3
+    img, (right, left) = _chest(rng, y, x, 0.17 if labels[1] else 0.11)
+    lungs = right | left
     if labels[0]:
         img[(np.abs(y - 0.6) < 0.02) & lungs & (x < 0.5)] += 0.4          # plate-like band
     if labels[2] or labels[5]:
@@ -40,6 +50,35 @@ def chest_xray(rng: np.random.Generator, labels: np.ndarray, size: int) -> np.nd
     if labels[6]:
         img[lungs & (x > 0.78)] = 0.02                                        # no lung markings
     return np.clip(img + 0.03 * rng.standard_normal((size, size)), 0, 1).astype(np.float32)
+
+
+CXR_REGIONS = ("right_lung", "left_lung", "heart", "mediastinum", "right_costophrenic_angle",
+               "left_costophrenic_angle")
+
+
+def chest_xray_regions(rng: np.random.Generator, abnormal: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A radiograph [size, size] whose anatomy is shifted and scaled at random, with each of
+    ``CXR_REGIONS`` drawn abnormal where ``abnormal`` says (lung opacity, enlarged heart,
+    widened mediastinum, blunted angle with fluid), and the regions' boxes [6, 4] (x0, y0,
+    x1, y1 as fractions of the image): the report generator's detection targets."""
+    scale, (dy, dx) = rng.uniform(0.88, 1.08), rng.uniform(-0.06, 0.06, 2)
+    y, x = _grid(size)
+    y, x = (y - 0.5 - dy) / scale + 0.5, (x - 0.5 - dx) / scale + 0.5       # image -> anatomy coordinates
+    heart_r = 0.16 if abnormal[2] else 0.11
+    half_width = 0.09 if abnormal[3] else 0.05
+    img, lungs = _chest(rng, y, x, heart_r, half_width)
+    for side, cx in enumerate(LUNG_CENTRES):
+        if abnormal[side]:
+            img[_ellipse(y, x, rng.uniform(0.35, 0.6), cx, 0.08, 0.06) & lungs[side]] += 0.45
+        if abnormal[4 + side]:
+            img[lungs[side] & (y > 0.66)] += 0.5                              # fluid fills the angle
+    boxes = np.array([
+        (0.16, 0.2, 0.44, 0.8), (0.56, 0.2, 0.84, 0.8),
+        (0.52 - 1.2 * heart_r, 0.62 - heart_r, 0.52 + 1.2 * heart_r, 0.62 + heart_r),
+        (0.5 - half_width, 0.1, 0.5 + half_width, 0.5),
+        (0.16, 0.64, 0.31, 0.8), (0.69, 0.64, 0.84, 0.8)])
+    boxes = np.clip((boxes - 0.5) * scale + 0.5 + np.array([dx, dy, dx, dy]), 0, 1).astype(np.float32)
+    return np.clip(img + 0.03 * rng.standard_normal((size, size)), 0, 1).astype(np.float32), boxes
 
 
 def cxr_labels(rng: np.random.Generator) -> np.ndarray:

@@ -33,6 +33,7 @@ class Finding(BaseModel):
     label: str = Field(min_length=1, max_length=100)
     probability: float | None = Field(None, ge=0, le=1)
     confidence: float | None = Field(None, ge=0, le=1)
+    detection_score: float | None = Field(None, ge=0, le=1, description="how sure the detector is that the box is the region")
     text: str | None = Field(None, max_length=2000)
     value: float | None = None
     unit: str | None = None
@@ -130,11 +131,14 @@ def _chest_report(outputs, params) -> dict[str, Any]:
     sentences = _tensor(outputs, "region_findings", (1, n_regions))
     confidence = _tensor(outputs, "confidence", (1, n_regions))
     report = _tensor(outputs, "report", (1,))
+    scores = _tensor(outputs, "region_scores", (1, n_regions)) if "region_scores" in outputs else None
     regions = str((outputs["boxes"].get("parameters") or {}).get("regions", "")).split(",")
     if len(regions) != n_regions:
         raise InvalidModelOutput("output 'boxes' names a region per box")
     findings = [{"kind": "region", "label": region, "text": str(sentences[i]), "confidence": round(float(confidence[i]), 6),
                  "box": [round(float(c), 6) for c in boxes[4 * i:4 * i + 4]]} for i, region in enumerate(regions)]
+    for finding, score in zip(findings, scores or ()):
+        finding["detection_score"] = round(float(score), 6)
     return {"findings": findings, "report": str(report[0])}
 
 

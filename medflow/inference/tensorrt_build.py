@@ -34,8 +34,21 @@ def fp16_onnx(src: Path, dst: Path) -> Path:
 
     model = onnx.load(str(src))
     converted = float16.convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+    _retarget_float_casts(converted.graph)
     onnx.save(converted, str(dst))
     return Path(dst)
+
+
+def _retarget_float_casts(graph) -> None:
+    """The converter marks a ``Cast(to=FLOAT)`` output FP16 but leaves ``to`` alone, which
+    no runtime loads (microsoft/onnxconverter-common#320): such a cast now casts to FP16."""
+    from onnx import TensorProto
+    fp16_values = {v.name for v in graph.value_info if v.type.tensor_type.elem_type == TensorProto.FLOAT16}
+    for node in graph.node:
+        if node.op_type == "Cast" and node.output[0] in fp16_values:
+            for attr in node.attribute:
+                if attr.name == "to" and attr.i == TensorProto.FLOAT:
+                    attr.i = TensorProto.FLOAT16
 
 
 def input_shapes(onnx_path: Path) -> dict[str, tuple[object, ...]]:

@@ -96,7 +96,7 @@ async def test_every_model_gives_its_kind_of_result(platform, team):
     for region in report["findings"]:
         x0, y0, x1, y1 = region["box"]
         assert region["kind"] == "region" and region["text"] and 0 <= x0 <= x1 <= 1 and 0 <= y0 <= y1 <= 1
-        assert 0 <= region["confidence"] <= 1
+        assert 0 <= region["confidence"] <= 1 and 0 <= region["detection_score"] <= 1
 
     echo = results["echo"]["result"]
     assert 0 <= echo["ejection_fraction"] <= 100

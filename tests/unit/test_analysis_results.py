@@ -31,6 +31,7 @@ REPORT = v2("chest_xray_report", tensor("boxes", [1, 2, 4], "FP32", [0.1, 0.1, 0
                                         regions="right_lung,left_lung"),
             tensor("region_findings", [1, 2], "BYTES", ["Right lung clear.", "Left lung clear."]),
             tensor("confidence", [1, 2], "FP32", [0.8, 0.6]), tensor("report", [1], "BYTES", ["Both lungs clear."]))
+SCORED_REPORT = v2("chest_xray_report", *REPORT["outputs"], tensor("region_scores", [1, 2], "FP32", [0.97, 0.4]))
 ECHO = v2("echo", tensor("ejection_fraction", [1, 1], "FP32", [57.25]),
           tensor("contour", [1, 3, 2], "FP32", [0.4, 0.2, 0.6, 0.2, 0.5, 0.7]))
 
@@ -47,6 +48,12 @@ def test_report_regions_carry_box_sentence_and_confidence():
     assert result["report"] == "Both lungs clear."
     assert result["findings"][1] == {"key": "f2", "kind": "region", "label": "left_lung", "text": "Left lung clear.",
                                      "confidence": 0.6, "box": [0.5, 0.1, 0.9, 0.9]}
+
+
+def test_report_regions_carry_the_detectors_score_when_the_model_gives_one():
+    findings = structured_result("chest_xray_report", "1", SCORED_REPORT, {})["findings"]
+    assert [f["detection_score"] for f in findings] == [0.97, 0.4]
+    assert findings[0]["box"] == [0.1, 0.1, 0.5, 0.9]
 
 
 def test_echo_gives_the_ejection_fraction_and_the_contour():
@@ -70,6 +77,8 @@ def _broken(response: dict, change) -> dict:
     ("chest_xray_diagnosis", _broken(CXR, lambda r: r.update(model_name="echo")), "another model"),
     ("chest_xray_report", _broken(REPORT, lambda r: r["outputs"][0].update(data=[0.9, 0.1, 0.5, 0.9] * 2)), "schema"),
     ("chest_xray_report", _broken(REPORT, lambda r: r["outputs"][2].update(data=[0.8, -0.1])), "schema"),
+    ("chest_xray_report", _broken(SCORED_REPORT, lambda r: r["outputs"][4].update(data=[0.8, 1.3])), "schema"),
+    ("chest_xray_report", _broken(SCORED_REPORT, lambda r: r["outputs"][4].update(shape=[1, 3])), "shape"),
     ("echo", _broken(ECHO, lambda r: r["outputs"][0].update(data=[140.0])), "schema"),
     ("echo", _broken(ECHO, lambda r: r["outputs"][1].update(data=[0.4, 0.2, 0.6, 0.2, 1.5, 0.7])), "schema"),
     ("echo", {"outputs": "nope"}, "no outputs"),
