@@ -1,7 +1,8 @@
 """Inference figures of the five diagnostic models (CPU; no GPU here, so TensorRT: not measured).
 
 1. Per model, batch 1, inputs at the served size (512x512 images; echo: 16 frames of
-   112x112): ONNX Runtime vs PyTorch eager latency (median, P99), same threads, one run.
+   112x112): ONNX Runtime vs PyTorch eager latency (median, P99), same threads, one run,
+   the two calls alternating.
 2. One KServe model server (a real process) under many concurrent clients, same run:
    batching on + async clients (aiohttp, one process) vs batching off + one-request-at-a-time
    blocking clients (threads with httpx.Client).
@@ -39,15 +40,19 @@ def percentile(values, q):
     return float(np.percentile(np.asarray(values), q))
 
 
-def latency(fn, runs: int, warmup: int = 3) -> list[float]:
+def paired_latencies(first, second, runs: int, warmup: int = 3) -> tuple[list[float], list[float]]:
+    """Latencies (ms) of two calls measured alternately, run after run, so that the machine's
+    noise falls on both alike (this 2-core machine has bursts lasting seconds)."""
     for _ in range(warmup):
-        fn()
-    out = []
+        first()
+        second()
+    a, b = [], []
     for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1000)
-    return out
+        for fn, out in ((first, a), (second, b)):
+            t = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - t) * 1000)
+    return a, b
 
 
 def model_latencies(runs: int, threads: int) -> dict[str, float]:
@@ -71,8 +76,7 @@ def model_latencies(runs: int, threads: int) -> dict[str, float]:
             with torch.inference_mode():
                 model(*tensors)
 
-        ort_ms = latency(lambda: session.run(None, inputs), runs)
-        torch_ms = latency(eager, runs)
+        ort_ms, torch_ms = paired_latencies(lambda: session.run(None, inputs), eager, runs)
         figures[f"{name}_ort_median_ms"] = round(statistics.median(ort_ms), 3)
         figures[f"{name}_ort_p99_ms"] = round(percentile(ort_ms, 99), 3)
         figures[f"{name}_torch_median_ms"] = round(statistics.median(torch_ms), 3)
@@ -184,7 +188,7 @@ def main() -> int:
                 for k, v in figures.items() if k.endswith("_ort_median_ms") and not args.skip_models}
     line = "CPU only (no GPU lent: TensorRT not measured)"
     if speedups:
-        line += (f"; batch 1 at served sizes, {args.threads} threads, {args.runs} runs: " +
+        line += (f"; batch 1 at served sizes, {args.threads} threads, {args.runs} runs each, alternating: " +
                  ", ".join(f"{m} ORT {figures[m + '_ort_median_ms']:.2f} ms (P99 {figures[m + '_ort_p99_ms']:.2f}) vs "
                            f"eager {figures[m + '_torch_median_ms']:.2f} ms = x{s:.2f}" for m, s in speedups.items()))
     if serving:

@@ -6,7 +6,8 @@ for each anatomical region (and background) and refines its box per region. For 
 the best-scoring proposal is kept (top-1 per class, as in RGRG): its refined box, its score
 and its box-head feature. Sentence stage: a GPT-2-style decoder (causal pre-LN transformer,
 learned positions, tied output embedding) conditioned by the region feature as its first
-token, greedy decoding unrolled to MAX_WORDS inside the graph."""
+token, greedy decoding unrolled to MAX_WORDS inside the graph, one position per step with
+each block's keys and values cached (training runs the whole sentence, causally masked)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ class GPTBlock(nn.Module):
         h = self.ln1(x)
         x = x + self.attn(h, h, h, causal=True)
         return x + self.mlp(self.ln2(x))
+
+    def step(self, x, past=None):
+        """One new position x [N, 1, dim] with the cache of the earlier ones (as ``forward``
+        on the whole sequence, causal, gives at its last position)."""
+        out, cache = self.attn.step(self.ln1(x), past)
+        x = x + out
+        return x + self.mlp(self.ln2(x)), cache
 
 
 class ReportGenerator(nn.Module):
@@ -72,18 +80,28 @@ class ReportGenerator(nn.Module):
             x = block(x)
         return self.ln(x) @ self.tok.weight.t()
 
+    def _step(self, x, position: int, caches):
+        """Embedding x [N, dim] at ``position`` through the blocks with their key/value caches
+        -> next-token logits [N, V] and the caches."""
+        x = (x + self.pos.weight[position]).unsqueeze(1)
+        new = []
+        for block, past in zip(self.blocks, caches):
+            x, cache = block.step(x, past)
+            new.append(cache)
+        return (self.ln(x) @ self.tok.weight.t()).squeeze(1), new
+
     def forward(self, image):
         boxes, scores, box_features = self.detect(self.cnn(image))
         region = self.region_tokens(box_features)
         b, r, d = region.shape
-        flat = region.reshape(b * r, d)
-        tokens = torch.full((b * r, 1), self.bos, dtype=torch.long)
-        probs = []
-        for _ in range(MAX_WORDS):                                         # greedy, unrolled in the graph
-            p = self.logits(flat, tokens)[:, -1].softmax(-1)
-            best, nxt = p.max(-1)
+        _, caches = self._step(region.reshape(b * r, d), 0, [None] * len(self.blocks))
+        token = torch.full((b * r,), self.bos, dtype=torch.long)
+        words, probs = [], []
+        for t in range(MAX_WORDS):                     # greedy, unrolled in the graph, one position per step
+            logits, caches = self._step(self.tok(token), t + 1, caches)
+            best, token = logits.softmax(-1).max(-1)
+            words.append(token)
             probs.append(best)
-            tokens = torch.cat([tokens, nxt.unsqueeze(1)], 1)
-        words = tokens[:, 1:].reshape(b, r, MAX_WORDS)
+        words = torch.stack(words, 1).reshape(b, r, MAX_WORDS)
         word_probs = torch.stack(probs, 1).reshape(b, r, MAX_WORDS)
         return boxes, words, word_probs, scores

@@ -54,6 +54,20 @@ class Attention(nn.Module):
         self.heads, self.head_dim = heads, dim // heads
         self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
 
+    def split(self, x, proj):
+        """[B, L, dim] -> projected and split into heads [B, heads, L, head_dim]."""
+        return proj(x).unflatten(-1, (self.heads, self.head_dim)).transpose(1, 2)
+
+    def step(self, x, past=None):
+        """Self-attention of one new position x [B, 1, dim] over the cached keys and values
+        of the earlier ones (``past``: (k, v) [B, heads, L, head_dim] or None): a decoder's
+        incremental step, no mask needed. -> (output [B, 1, dim], the cache with x added)."""
+        q, k, v = self.split(x, self.q), self.split(x, self.k), self.split(x, self.v)
+        if past is not None:
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+        out = ((q @ k.transpose(-1, -2) / self.head_dim ** 0.5).softmax(-1) @ v).transpose(1, 2).flatten(2)
+        return self.o(out), (k, v)
+
     def forward(self, query, key, value, pad_mask=None, causal: bool = False):
         b, lq, d = query.shape
         lk = key.shape[1]

@@ -75,3 +75,20 @@ def test_the_proposal_network_gives_a_fixed_number_of_boxes_inside_the_image(det
     assert proposals.shape == (2, 12, 4)
     assert float(proposals.min()) >= 0 and float(proposals.max()) <= 1
     assert bool((proposals[..., 2:] >= proposals[..., :2]).all())
+
+
+def test_roi_align_equals_bilinear_sampling_of_each_bin_even_at_the_edges(det):
+    """The matrix form against grid_sample (bilinear, border) at the same sample points."""
+    torch.manual_seed(1)
+    features = torch.randn(2, 3, 10, 12)
+    corner = torch.rand(2, 5, 2) * 0.8
+    boxes = torch.cat([corner - 0.1, corner + torch.rand(2, 5, 2) * 0.4], -1).clamp(0, 1)
+    n = 3 * 2
+    steps = (torch.arange(n) + 0.5) / n
+    x = boxes[..., 0:1] + steps * (boxes[..., 2:3] - boxes[..., 0:1])
+    y = boxes[..., 1:2] + steps * (boxes[..., 3:4] - boxes[..., 1:2])
+    grid = torch.stack([x.unsqueeze(2).expand(-1, -1, n, -1), y.unsqueeze(3).expand(-1, -1, -1, n)], -1)
+    sampled = torch.nn.functional.grid_sample(features, grid.reshape(2, 5 * n, n, 2) * 2 - 1, mode="bilinear",
+                                              padding_mode="border", align_corners=False)
+    expected = sampled.reshape(2, 3, 5, 3, 2, 3, 2).mean((4, 6)).permute(0, 2, 1, 3, 4)
+    torch.testing.assert_close(det.roi_align(features, boxes, size=3, sampling=2), expected, atol=1e-5, rtol=1e-5)
