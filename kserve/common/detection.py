@@ -101,8 +101,8 @@ def roi_align(features: torch.Tensor, boxes: torch.Tensor, size: int = 7, sampli
     h, w = features.shape[2:]
     wy = _bin_weights(boxes[..., 1], boxes[..., 3], size, h, sampling)            # [B, K, size, H]
     wx = _bin_weights(boxes[..., 0], boxes[..., 2], size, w, sampling)            # [B, K, size, W]
-    rows = torch.einsum("bkih,bchw->bkciw", wy, features)
-    return torch.einsum("bkciw,bkjw->bkcij", rows, wx)
+    rows = wy.unsqueeze(2) @ features.unsqueeze(1)                                 # [B, K, C, size, W]
+    return rows @ wx.unsqueeze(2).transpose(-1, -2)                                # [B, K, C, size, size]
 
 
 class RegionProposalNetwork(nn.Module):
