@@ -89,7 +89,7 @@ class TensorRTEngine:  # pragma: no cover - needs a GPU and the tensorrt package
             outputs[name] = out
         self.context.execute_async_v3(stream.cuda_stream)
         stream.synchronize()
-        return {k: v.float().cpu().numpy() for k, v in outputs.items()}
+        return {k: v.cpu().numpy() for k, v in outputs.items()}  # each in its own type: word ids stay integers
 
 
 def gpu_available() -> bool:
