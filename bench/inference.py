@@ -2,7 +2,7 @@
 
 1. Per model, batch 1, inputs at the served size (512x512 images; echo: 16 frames of
    112x112): ONNX Runtime vs PyTorch eager latency (median, P99), same threads, one run,
-   the two calls alternating.
+   the two measured in alternating blocks of 10 runs.
 2. One KServe model server (a real process) under many concurrent clients, same run:
    batching on + async clients (aiohttp, one process) vs batching off + one-request-at-a-time
    blocking clients (threads with httpx.Client).
@@ -40,19 +40,20 @@ def percentile(values, q):
     return float(np.percentile(np.asarray(values), q))
 
 
-def paired_latencies(first, second, runs: int, warmup: int = 3) -> tuple[list[float], list[float]]:
-    """Latencies (ms) of two calls measured alternately, run after run, so that the machine's
-    noise falls on both alike (this 2-core machine has bursts lasting seconds)."""
-    for _ in range(warmup):
-        first()
-        second()
+def paired_latencies(first, second, runs: int, warmup: int = 3, block: int = 10) -> tuple[list[float], list[float]]:
+    """Latencies (ms) of two calls measured in alternating blocks of ``block`` runs, so that
+    the machine's noise (bursts lasting seconds on these 2 cores) falls on both alike; blocks
+    rather than single calls, because each runtime's worker threads spin for a while after a
+    call and would slow the other's next call. The first call of each block is not counted."""
     a, b = [], []
-    for _ in range(runs):
+    while len(a) < runs:
         for fn, out in ((first, a), (second, b)):
-            t = time.perf_counter()
-            fn()
-            out.append((time.perf_counter() - t) * 1000)
-    return a, b
+            for i in range(block + 1 if out else block + warmup):
+                t = time.perf_counter()
+                fn()
+                if i >= (1 if out else warmup):
+                    out.append((time.perf_counter() - t) * 1000)
+    return a[:runs], b[:runs]
 
 
 def model_latencies(runs: int, threads: int) -> dict[str, float]:
@@ -188,7 +189,7 @@ def main() -> int:
                 for k, v in figures.items() if k.endswith("_ort_median_ms") and not args.skip_models}
     line = "CPU only (no GPU lent: TensorRT not measured)"
     if speedups:
-        line += (f"; batch 1 at served sizes, {args.threads} threads, {args.runs} runs each, alternating: " +
+        line += (f"; batch 1 at served sizes, {args.threads} threads, {args.runs} runs each in alternating blocks of 10: " +
                  ", ".join(f"{m} ORT {figures[m + '_ort_median_ms']:.2f} ms (P99 {figures[m + '_ort_p99_ms']:.2f}) vs "
                            f"eager {figures[m + '_torch_median_ms']:.2f} ms = x{s:.2f}" for m, s in speedups.items()))
     if serving:
