@@ -85,7 +85,7 @@ async def _audit(call: Call, action: str, user_id: str, details: dict | None = N
     """Record the change, and drop cached doctor profiles of the institution (it may be one)."""
     me: Principal = call.caller()
     await forget_doctor_profiles(call.services.cache.cache, me.institution_id)
-    await audit(call.services.bus, call.services.catalogue, source=SOURCE, action=action, resource_type="user",
+    await audit(call.services, source=SOURCE, action=action, resource_type="user",
                 outcome="success", actor_id=me.user_id, actor_role=me.role, institution_id=me.institution_id,
                 resource_id=user_id, details=details)
 
@@ -203,7 +203,7 @@ async def set_login_policy(call: Call) -> PolicyOut:
                                                 b.require_symbol), b.max_failed_attempts, b.lockout_s)
     me = call.caller()
     await policies.set_policy(call.services.db, me.institution_id, policy, me.user_id)
-    await audit(call.services.bus, call.services.catalogue, source=SOURCE, action="login_policy.updated",
+    await audit(call.services, source=SOURCE, action="login_policy.updated",
                 resource_type="institution", outcome="success", actor_id=me.user_id, actor_role=me.role,
                 institution_id=me.institution_id, resource_id=me.institution_id, details=b.model_dump())
     return _policy_out(policy)

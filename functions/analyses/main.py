@@ -138,7 +138,7 @@ def analysis_out(t: dict[str, Any], reviews: list[dict[str, Any]] | None = None)
 
 async def _audit(call: Call, action: str, task: dict[str, Any], details: dict | None = None) -> None:
     me = call.caller()
-    await audit(call.services.bus, call.services.catalogue, source=SOURCE, action=action, resource_type="analysis",
+    await audit(call.services, source=SOURCE, action=action, resource_type="analysis",
                 outcome="success", actor_id=me.user_id, actor_role=me.role, institution_id=me.institution_id,
                 resource_id=task["id"], details={"case_id": task["case_id"], "model": task["model"], **(details or {})})
 

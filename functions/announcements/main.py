@@ -77,7 +77,7 @@ _render_one = RenderMemo(AnnouncementOut.of)
 
 async def _audit(call: Call, action: str, found: use_cases.Announcement) -> None:
     me = call.caller()
-    await audit(call.services.bus, call.services.catalogue, source=SOURCE, action=action,
+    await audit(call.services, source=SOURCE, action=action,
                 resource_type="announcement", outcome="success", actor_id=me.user_id, actor_role=me.role,
                 institution_id=me.institution_id, resource_id=found.id,
                 details={"audience": found.audience, "version": found.version})

@@ -96,7 +96,7 @@ async def register(call: Call) -> UserOut:
     user = await create_user(call.services.db, call.services.hasher, institution_id, NewUser(
         username=body.username, role="patient", display_name=body.display_name, password=body.password,
         email=body.email, phone=body.phone))
-    await audit(call.services.bus, call.services.catalogue, source=SOURCE, action="account.registered",
+    await audit(call.services, source=SOURCE, action="account.registered",
                 resource_type="user", outcome="success", actor_id=user.id, actor_role="patient",
                 institution_id=institution_id, resource_id=user.id)
     return UserOut.of(user)
@@ -150,7 +150,7 @@ async def update_me(call: Call) -> UserOut:
     user = await update_user(call.services.db, me.institution_id, me.user_id, changes, expected_version=body.version)
     if me.role == "doctor":
         await forget_doctor_profiles(call.services.cache.cache, me.institution_id)
-    await audit(call.services.bus, call.services.catalogue, source=SOURCE, action="account.profile_updated",
+    await audit(call.services, source=SOURCE, action="account.profile_updated",
                 resource_type="user", outcome="success", actor_id=me.user_id, actor_role=me.role,
                 institution_id=me.institution_id, resource_id=me.user_id, details={"fields": sorted(changes)})
     return UserOut.of(user)

@@ -88,7 +88,7 @@ async def _audit(call: Call, action: str, returned: int) -> None:
     me = call.caller()
     used = sorted(name for name, value in call.query.model_dump(exclude={"limit", "cursor"}).items()
                   if value not in (None, False))
-    await audit(call.services.bus, call.services.catalogue, source=SOURCE, action=action, resource_type="case",
+    await audit(call.services, source=SOURCE, action=action, resource_type="case",
                 outcome="success", actor_id=me.user_id, actor_role=me.role, institution_id=me.institution_id,
                 resource_id=call.query.patient_id, details={"filters": used, "returned": returned})
 
@@ -138,7 +138,7 @@ async def export(call: Call) -> FileAnswer | Answer:
             max_ids=s.settings.job_max_ids, source=SOURCE)
         return Answer(JobAccepted(id=job["id"], state=job["state"], status_url=f"/api/jobs/jobs/{job['id']}"), 202,
                       {"Location": f"/api/jobs/jobs/{job['id']}"})
-    await audit(s.bus, s.catalogue, source=SOURCE, action="case.exported", resource_type="case",
+    await audit(s, source=SOURCE, action="case.exported", resource_type="case",
                 outcome="success", actor_id=me.user_id, actor_role=me.role, institution_id=me.institution_id,
                 resource_id=q.patient_id, details={"filters": used, "rows": rows})
     return FileAnswer(path, "cases.xlsx")

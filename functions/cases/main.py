@@ -180,7 +180,7 @@ def _history(entries: list[VersionEntry]) -> HistoryOut:
 
 async def _audit(call: Call, action: str, case_id: str, details: dict | None = None) -> None:
     me = call.caller()
-    await audit(call.services.bus, call.services.catalogue, source=SOURCE, action=action, resource_type="case",
+    await audit(call.services, source=SOURCE, action=action, resource_type="case",
                 outcome="success", actor_id=me.user_id, actor_role=me.role, institution_id=me.institution_id,
                 resource_id=case_id, details=details)
 

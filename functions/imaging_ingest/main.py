@@ -45,7 +45,7 @@ async def _upload(call: Call) -> UploadResult:
                           duplicates=sum(o.status == "duplicate" for o in outcomes),
                           rejected=sum(o.status == "rejected" for o in outcomes),
                           instances=[InstanceResult(**vars(o)) for o in outcomes])
-    await audit(call.services.bus, call.services.catalogue, source=SOURCE, action="imaging.uploaded",
+    await audit(call.services, source=SOURCE, action="imaging.uploaded",
                 resource_type="imaging_upload", outcome="success", actor_id=me.user_id, actor_role=me.role,
                 institution_id=me.institution_id,
                 details={"stored": result.stored, "duplicates": result.duplicates, "rejected": result.rejected})

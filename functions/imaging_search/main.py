@@ -114,7 +114,7 @@ class RenderQuery(RequestModel):
 
 async def _audit(call: Call, action: str, instance: dict) -> None:
     me = call.caller()
-    await audit(call.services.bus, call.services.catalogue, source=SOURCE, action=action,
+    await audit(call.services, source=SOURCE, action=action,
                 resource_type="imaging_instance", outcome="success", actor_id=me.user_id, actor_role=me.role,
                 institution_id=me.institution_id, resource_id=instance["id"],
                 details={"patient_id": instance["patient_id"]})

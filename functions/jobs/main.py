@@ -190,7 +190,7 @@ async def download(call: Call) -> DownloadOut:
         raise not_found("backup batch")
     ttl = s.settings.signed_url_ttl_s
     url = await s.objects.signed_url(batch["bucket"], batch["object_key"], ttl, filename=f"medflow-export-{batch['id']}.zip")
-    await audit(s.bus, s.catalogue, source=SOURCE, action="backup.downloaded", resource_type="backup_batch",
+    await audit(s, source=SOURCE, action="backup.downloaded", resource_type="backup_batch",
                 outcome="success", actor_id=me.user_id, actor_role=me.role, institution_id=me.institution_id,
                 resource_id=batch["id"], details={"rows": batch["rows"]})
     return DownloadOut(url=url, expires_in_s=ttl, sha256=batch["sha256"], size_bytes=batch["size_bytes"])
@@ -266,7 +266,7 @@ async def replay(call: Call) -> ReplayOut:
         raise not_found("dead letter")
     _only_own_institution(call, letter)
     await bus_admin.replay(s.bus, letter)
-    await audit(s.bus, s.catalogue, source=SOURCE, action="deadletter.replayed", resource_type="event",
+    await audit(s, source=SOURCE, action="deadletter.replayed", resource_type="event",
                 outcome="success", actor_id=me.user_id, actor_role=me.role, institution_id=me.institution_id,
                 resource_id=letter.event["id"], details={"group": call.body.group, "type": letter.event["type"]})
     return ReplayOut(replayed=letter.event["id"], type=letter.event["type"])
@@ -322,7 +322,7 @@ async def set_alert(call: Call) -> AlertPage:
     me, s, b = call.caller(), call.services, call.body
     _group(call, b.consumer_group)
     await alerts.set_rule(s.db, me.institution_id, b.metric, b.consumer_group, b.threshold, me.user_id)
-    await audit(s.bus, s.catalogue, source=SOURCE, action="alert.set", resource_type="alert_rule", outcome="success",
+    await audit(s, source=SOURCE, action="alert.set", resource_type="alert_rule", outcome="success",
                 actor_id=me.user_id, actor_role=me.role, institution_id=me.institution_id,
                 details={"metric": b.metric, "group": b.consumer_group, "threshold": b.threshold})
     return await get_alerts(call)

@@ -125,7 +125,7 @@ def _content(body: DocumentIn) -> bytes:
 
 async def _audit(call: Call, action: str, document: use_cases.Document) -> None:
     me = call.caller()
-    await audit(call.services.bus, call.services.catalogue, source=SOURCE, action=action,
+    await audit(call.services, source=SOURCE, action=action,
                 resource_type="knowledge_document", outcome="success", actor_id=me.user_id, actor_role=me.role,
                 institution_id=me.institution_id, resource_id=document.id,
                 details={"version": document.latest_version})

@@ -51,7 +51,7 @@ async def my_cases(call: Call) -> ReleasedPage:
         return ReleasedPage(items=[], next_cursor=None)
     rows, cursor = await released_summaries(call.services.db, cache_aside(call.services), me.institution_id, patient.id,
                                             q.limit, q.cursor)
-    await audit(call.services.bus, call.services.catalogue, source="/medflow/my_records", action="patient.self_read",
+    await audit(call.services, source="/medflow/my_records", action="patient.self_read",
                 resource_type="patient", outcome="success", actor_id=me.user_id, actor_role=me.role,
                 institution_id=me.institution_id, resource_id=patient.id)
     return ReleasedPage(items=[ReleasedCase(**r) for r in rows], next_cursor=cursor)

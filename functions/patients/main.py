@@ -108,7 +108,7 @@ async def register_patient(call: Call) -> PatientDetail:
     patient = await use_cases.register_patient(call.services.db, me.institution_id, use_cases.NewPatient(
         mrn=body.mrn, display_name=body.display_name, sex=body.sex, birth_date=body.birth_date,
         identifiers=tuple(use_cases.Identifier(i.system, i.value) for i in body.identifiers), user_id=body.user_id))
-    await audit(call.services.bus, call.services.catalogue, source=SOURCE, action="patient.registered",
+    await audit(call.services, source=SOURCE, action="patient.registered",
                 resource_type="patient", outcome="success", actor_id=me.user_id, actor_role=me.role,
                 institution_id=me.institution_id, resource_id=patient.id)
     return await _detail(call, patient)
@@ -132,7 +132,7 @@ async def get_patient(call: Call) -> PatientDetail:
     """One patient with every identifier their person is known under. The read is audited."""
     me = call.caller()
     patient = await use_cases.require_patient(call.services.db, me.institution_id, call.path["patient_id"])
-    await audit(call.services.bus, call.services.catalogue, source=SOURCE, action="patient.read", resource_type="patient",
+    await audit(call.services, source=SOURCE, action="patient.read", resource_type="patient",
                 outcome="success", actor_id=me.user_id, actor_role=me.role, institution_id=me.institution_id,
                 resource_id=patient.id)
     return await _detail(call, patient)
@@ -145,7 +145,7 @@ async def patient_overview(call: Call) -> OverviewOut:
     vital-sign results, in one call. The read is audited."""
     me, q = call.caller(), call.query
     view = await overview.patient_overview(call.services.db, me.institution_id, call.path["patient_id"], q.limit, q.cursor)
-    await audit(call.services.bus, call.services.catalogue, source=SOURCE, action="patient.overview_read",
+    await audit(call.services, source=SOURCE, action="patient.overview_read",
                 resource_type="patient", outcome="success", actor_id=me.user_id, actor_role=me.role,
                 institution_id=me.institution_id, resource_id=view.patient.id)
     return OverviewOut(patient=_out(view.patient), identifiers=[IdentifierOut(**vars(i)) for i in view.identifiers],
@@ -174,7 +174,7 @@ async def merge_person(call: Call) -> MergeOut:
     me, body = call.caller(), call.body
     kept, merged, moved = await use_cases.merge_into(call.services.db, me.institution_id, call.path["patient_id"],
                                                      use_cases.Identifier(body.identifier.system, body.identifier.value))
-    await audit(call.services.bus, call.services.catalogue, source=SOURCE, action="person.merged", resource_type="person",
+    await audit(call.services, source=SOURCE, action="person.merged", resource_type="person",
                 outcome="success", actor_id=me.user_id, actor_role=me.role, institution_id=me.institution_id,
                 resource_id=kept, details={"merged_person_id": merged, "identifiers_moved": moved,
                                            "patient_id": call.path["patient_id"]})

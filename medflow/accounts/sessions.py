@@ -51,7 +51,7 @@ async def _record_attempt(services: "Services", institution_id: str | None, user
     async with services.db.transaction() as conn:
         await conn.execute(login_attempts.insert().values(id=new_id(), institution_id=institution_id, user_id=user_id,
                                                           client_address=address, outcome=outcome, attempted_at=utcnow()))
-    await audit(services.bus, services.catalogue, source=SOURCE, action="login", resource_type="user",
+    await audit(services, source=SOURCE, action="login", resource_type="user",
                 outcome="success" if outcome == "success" else "failure", actor_id=user_id, institution_id=institution_id,
                 resource_id=user_id, details={"reason": outcome})
 
@@ -195,7 +195,7 @@ async def refresh(services: "Services", token: str) -> Tokens:
 async def _reuse_detected(services: "Services", row) -> None:
     await _revoke_family(services, row["family_id"], "reuse")
     await services.revocations.revoke_user(row["user_id"], services.settings.access_token_ttl_s)
-    await audit(services.bus, services.catalogue, source=SOURCE, action="session.refresh_reuse", resource_type="user",
+    await audit(services, source=SOURCE, action="session.refresh_reuse", resource_type="user",
                 outcome="denied", actor_id=row["user_id"], institution_id=row["institution_id"],
                 resource_id=row["user_id"], details={"family_id": row["family_id"]})
     raise _refresh_problem("refresh-token-reused", "This refresh token was already used; the session is revoked.")
@@ -211,7 +211,7 @@ async def logout(services: "Services", principal: Principal, refresh_token: str 
                 refresh_tokens.c.id == parts[0], refresh_tokens.c.user_id == principal.user_id))).first()
         if row and secret_matches(parts[1], row.secret_hash):
             await _revoke_family(services, row.family_id, "logout")
-    await audit(services.bus, services.catalogue, source=SOURCE, action="session.logout", resource_type="user",
+    await audit(services, source=SOURCE, action="session.logout", resource_type="user",
                 outcome="success", actor_id=principal.user_id, actor_role=principal.role,
                 institution_id=principal.institution_id, resource_id=principal.user_id)
 
@@ -229,7 +229,7 @@ async def change_password(services: "Services", principal: Principal, current: s
         stored = (await conn.execute(sa.select(credentials.c.password_hash)
                                      .where(credentials.c.user_id == user.id))).scalar_one()
     if not await asyncio.to_thread(services.hasher.verify, stored, current):
-        await audit(services.bus, services.catalogue, source=SOURCE, action="account.password_change",
+        await audit(services, source=SOURCE, action="account.password_change",
                     resource_type="user", outcome="failure", actor_id=user.id, actor_role=user.role,
                     institution_id=user.institution_id, resource_id=user.id, details={"reason": "wrong_password"})
         raise Problem(403, "wrong-password", "The current password is not right.")
@@ -240,6 +240,6 @@ async def change_password(services: "Services", principal: Principal, current: s
                                             "same_password")])
     await set_password(services.db, services.hasher, user.id, new, must_change=False)
     await end_all_sessions(services, user.id, "password")
-    await audit(services.bus, services.catalogue, source=SOURCE, action="account.password_change", resource_type="user",
+    await audit(services, source=SOURCE, action="account.password_change", resource_type="user",
                 outcome="success", actor_id=user.id, actor_role=user.role, institution_id=user.institution_id,
                 resource_id=user.id)

@@ -2,24 +2,34 @@
 
 Producers publish ``org.medflow.audit.recorded.v1``; the ``audit_sink`` function writes
 the row. The table is append-only: this module offers insert and read, nothing else.
+
+An action has happened (and committed) by the time it is audited, so an event the broker
+does not take is not an error for the user: it is kept in the transactional outbox and the
+outbox sweep (``medflow outbox sweep``, every minute) publishes it when the broker is back.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from medflow.bus.catalogue import Catalogue
+from medflow.bus import outbox
 from medflow.bus.events import make_event
 from medflow.bus.ports import EventBus
 from medflow.db.engine import Database, is_unique_violation
 from medflow.db.schema import audit_log
 from medflow.ids import new_id, utcnow
 
+if TYPE_CHECKING:
+    from medflow.bootstrap import Services
+
 AUDIT_RECORDED = "org.medflow.audit.recorded.v1"
+log = logging.getLogger("medflow.audit")
 
 
 @dataclass(frozen=True)
@@ -47,12 +57,21 @@ class AuditEntry:
                           actor_id=data.get("actor_id"), actor_role=data.get("actor_role"), details=data.get("details"))
 
 
-async def emit(bus: EventBus, catalogue: Catalogue, entry: AuditEntry, source: str) -> str:
-    """Validate and publish an audit event; returns its event id."""
+async def emit(bus: EventBus, catalogue: Catalogue, entry: AuditEntry, source: str, *, db: Database | None = None) -> str:
+    """Validate and publish an audit event; returns its event id. With ``db``, an event the
+    bus refuses is staged in the outbox for the sweep instead of failing the caller."""
     data = entry.to_event_data()
     catalogue.validate(AUDIT_RECORDED, data)
     event = make_event(AUDIT_RECORDED, source, entry.resource_id or entry.actor_id or "-", data)
-    await bus.publish(event)
+    try:
+        await bus.publish(event)
+    except Exception as exc:
+        if db is None:
+            raise
+        async with db.transaction() as conn:
+            await outbox.stage(conn, [event])
+        log.warning("audit event left in the outbox for the sweep",
+                    extra={"action": entry.action, "error_type": type(exc).__name__})
     return event["id"]
 
 
@@ -78,11 +97,12 @@ async def count_for_event(db: Database, event_id: str) -> int:
                                    .where(audit_log.c.event_id == event_id))).scalar_one()
 
 
-async def audit(bus: EventBus, catalogue: Catalogue, *, source: str, action: str, resource_type: str, outcome: str,
+async def audit(services: "Services", *, source: str, action: str, resource_type: str, outcome: str,
                 actor_id: str | None = None, actor_role: str | None = None, institution_id: str | None = None,
                 resource_id: str | None = None, details: dict[str, Any] | None = None) -> str:
-    """Record an action in the audit trail (through the bus, now)."""
+    """Record an action in the audit trail: through the bus now, or through the outbox when
+    the bus is down."""
     entry = AuditEntry(action=action, resource_type=resource_type, outcome=outcome, occurred_at=utcnow(),
                        resource_id=resource_id, institution_id=institution_id, actor_id=actor_id,
                        actor_role=actor_role, details=details)
-    return await emit(bus, catalogue, entry, source)
+    return await emit(services.bus, services.catalogue, entry, source, db=services.db)

@@ -53,7 +53,7 @@ async def seed(services: Services) -> int:
     for hours_ago, draft in DEMO_ANNOUNCEMENTS:
         await publish(services.db, cache_aside(services), institution_id, admin_id, draft,
                       now=now - timedelta(hours=hours_ago))
-    await audit(services.bus, services.catalogue, source="/medflow/demo", action="demo.seeded",
+    await audit(services, source="/medflow/demo", action="demo.seeded",
                 resource_type="announcement", outcome="success", actor_role="system",
                 institution_id=institution_id, details={"announcements": len(DEMO_ANNOUNCEMENTS)})
     log.info("demo announcements created", extra={"announcements": len(DEMO_ANNOUNCEMENTS)})

@@ -9,22 +9,14 @@ import os
 import signal
 import sys
 import time
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from conftest import create_mysql_database, drop_mysql_database, real_settings_env, unique
-from jobs_support import insert_cases
-from medflow.auth.principal import Principal
-from medflow.bootstrap import build_services
-from medflow.config import Settings
-from medflow.db import migrate
+from fault_world import world
 from medflow.db.schema import cases, jobs, record_versions
-from medflow.demo import seed_institutions
 from medflow.jobs.model import JobRequest, submit
-from medflow.records.patients import NewPatient, register_patient
 from support_processes import REPO, running, wait_for_line
 
 pytestmark = pytest.mark.timeout(420)
@@ -35,30 +27,6 @@ WORKER = [sys.executable, str(Path(__file__).with_name("event_worker_process.py"
 def _worker_env(env: dict[str, str], tmp: Path, **extra: str) -> dict[str, str]:
     return {**env, "MEDFLOW_DATA_DIR": str(tmp / "worker-data"), "MEDFLOW_JOB_BATCH_SIZE": "50",
             "MEDFLOW_JOB_BATCH_PAUSE_S": "0.05", "MEDFLOW_EVENT_BACKOFF_MAX_S": "2", "PYTHONPATH": str(REPO), **extra}
-
-
-@asynccontextmanager
-async def _world(tmp_path: Path, kafka_bootstrap: str | None = None):
-    """A fresh database on the real MariaDB (+ Redis, MinIO, Kafka), one institution, ROWS cases."""
-    url = create_mysql_database()
-    env = real_settings_env(url, unique("f"))
-    if kafka_bootstrap:
-        env["MEDFLOW_KAFKA_BOOTSTRAP"] = kafka_bootstrap
-    migrate.upgrade(url)
-    settings = Settings(**{k.removeprefix("MEDFLOW_").lower(): v for k, v in env.items()}, data_dir=tmp_path / "data")
-    services = build_services(settings)
-    try:
-        await seed_institutions(services)
-        async with services.db.connect() as conn:
-            institution_id = (await conn.execute(sa.text("SELECT id FROM institutions ORDER BY code LIMIT 1"))).scalar_one()
-        p = await register_patient(services.db, institution_id, NewPatient(mrn="F-1", display_name="Fault Patient"))
-        ids = await insert_cases(services.db, institution_id, p.id, ROWS, modality="CT")
-        yield services, env, Principal("01JFAULTADMIN0000000000000", "admin", institution_id), ids
-    finally:
-        await services.close()
-        from conftest import delete_topics
-        delete_topics(env["MEDFLOW_KAFKA_BOOTSTRAP"], env["MEDFLOW_KAFKA_NAMESPACE"] + ".")
-        drop_mysql_database(url)
 
 
 async def _job(services, job_id: str) -> dict:
@@ -90,7 +58,7 @@ async def _assert_exact(services, job: dict, ids: list[str]) -> None:
 
 
 async def test_a_worker_killed_mid_job_finishes_after_restart_with_exact_counts(tmp_path):
-    async with _world(tmp_path) as (services, env, admin, ids):
+    async with world(tmp_path, rows=ROWS) as (services, env, admin, ids):
         first_log, second_log = tmp_path / "worker-1.log", tmp_path / "worker-2.log"
         with running(WORKER, _worker_env(env, tmp_path), first_log) as worker:
             wait_for_line(first_log, "ready")
@@ -112,7 +80,7 @@ async def test_the_kafka_broker_killed_and_restarted_mid_job_the_job_finishes(tm
     broker = PrivateBroker(tmp_path / "kafka")
     broker.start()
     try:
-        async with _world(tmp_path, broker.bootstrap) as (services, env, admin, ids):
+        async with world(tmp_path, broker.bootstrap, ROWS) as (services, env, admin, ids):
             log = tmp_path / "worker.log"
             # short slices: the job must hand itself over through Kafka while the broker is down
             with running(WORKER, _worker_env(env, tmp_path, MEDFLOW_JOB_SLICE_S="0.5"), log):
@@ -137,7 +105,7 @@ async def test_the_job_worker_function_behind_the_relay_killed_mid_job_resumes_w
     the relay's delivery fails and is retried with backoff; the function comes back on its
     port and the job resumes at its checkpoint."""
     from support_processes import BIN, free_port, function_command
-    async with _world(tmp_path) as (services, env, admin, ids):
+    async with world(tmp_path, rows=ROWS) as (services, env, admin, ids):
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         function_env = _worker_env(env, tmp_path, MEDFLOW_JOB_SLICE_S="5")

@@ -1,0 +1,56 @@
+"""The audit trail with the Kafka broker down, on the real servers: an action that has
+happened still answers (its audit event waits in the transactional outbox), and the event
+reaches the audit topic once the broker is back and the outbox sweep runs."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from fault_world import world
+from medflow.audit.trail import AUDIT_RECORDED, audit
+from medflow.bus import outbox
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _event_ids_on(bootstrap: str, topic: str) -> set[str]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end, ids = consumer.end_offsets(partitions), set()
+        deadline = time.monotonic() + 30
+        while any(consumer.position(tp) < end[tp] for tp in partitions) and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                ids.update(dict(r.headers)["ce_id"].decode() for r in batch)
+        return ids
+    finally:
+        consumer.close()
+
+
+async def test_with_the_broker_down_an_audited_read_still_answers_and_its_event_follows_the_broker_back(tmp_path):
+    from kafka_broker import PrivateBroker
+    broker = PrivateBroker(tmp_path / "kafka")
+    broker.start()
+    try:
+        async with world(tmp_path, broker.bootstrap) as (services, _env, admin, _ids):
+            def read(resource_id: str):
+                return audit(services, source="/medflow/patients", action="patient.read", resource_type="patient",
+                             outcome="success", actor_id=admin.user_id, actor_role="admin",
+                             institution_id=admin.institution_id, resource_id=resource_id)
+
+            before = await read("P-1")                           # broker up: published at once
+            assert await outbox.pending(services.db) == 0
+            broker.kill()
+            during = await read("P-2")                           # answers (after the producer's timeout)
+            assert await outbox.pending(services.db) == 1         # kept for the sweep, not lost
+            broker.start()
+            assert await outbox.sweep_all(services.db, services.bus, older_than_s=0) == 1
+            assert await outbox.pending(services.db) == 0
+            assert {before, during} <= _event_ids_on(broker.bootstrap, services.bus.topic_of(AUDIT_RECORDED))
+    finally:
+        broker.stop()
