@@ -18,7 +18,8 @@ A query of 32–256 characters encodes in about 4.6 ms with tokenisation on an i
 (bench/rag.py), the same model in numpy in about 11 ms.
 
 Building takes a few seconds, so the built model is cached: ``<cache>/minilm-l6-v2-<key>.onnx``
-where the key is the SHA-256 of the safetensors file and ``BUILD_VERSION``; the file is written
+where the key is the SHA-256 of the safetensors file and ``BUILD_VERSION`` (the weights'
+digest is kept in a stamp beside it, valid while their size and time stay); the file is written
 to a temporary name and renamed, with a ``.sha256`` file beside it that is checked on every
 load (a corrupt or truncated model is rebuilt). The cache folder is ``$XDG_CACHE_HOME/medflow/models``
 (``~/.cache/medflow/models``), else, where that is not writable (a container user without a
@@ -38,6 +39,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -247,27 +249,57 @@ def _read_verified(path: Path) -> bytes | None:
     return data if hashlib.sha256(data).hexdigest() == expected else None
 
 
-def cache_key(weights_file: Path) -> str:
-    digest = hashlib.sha256(f"{_file_sha256(weights_file)} {BUILD_VERSION} {VARIANT}".encode()).hexdigest()
+def weights_digest(weights_file: Path, folders: Iterable[Path] = ()) -> str:
+    """SHA-256 of the weights file, remembered in a stamp in the cache ``folders`` against the
+    file's path, size and modification time, so a cold start does not read 90 MB to name its
+    model (a changed file has another size or time and is hashed again)."""
+    resolved = weights_file.resolve()
+    st = resolved.stat()
+    identity = f"{resolved}\t{st.st_size}\t{st.st_mtime_ns}"
+    name = f".weights-{hashlib.sha256(str(resolved).encode()).hexdigest()[:16]}.stamp"
+    folders = list(folders)
+    for folder in folders:
+        try:
+            recorded, digest = (folder / name).read_text().splitlines()[:2]
+            if recorded == identity and len(digest) == 64:
+                return digest
+        except (OSError, ValueError):
+            continue
+    digest = _file_sha256(resolved)
+    for folder in folders:
+        try:
+            _atomic_write(folder / name, f"{identity}\n{digest}\n".encode())
+            break
+        except OSError:
+            continue                                # a read-only folder: try the next
+    return digest
+
+
+def cache_key(weights_file: Path, folders: Iterable[Path] = ()) -> str:
+    digest = hashlib.sha256(f"{weights_digest(weights_file, folders)} {BUILD_VERSION} {VARIANT}".encode()).hexdigest()
     return f"minilm-l6-v2-{VARIANT}-v{BUILD_VERSION}-{digest[:16]}"
 
 
 def load_or_build(weights_file: Path, cache_dir: Path | None = None, *,
                   rebuild: bool = False) -> tuple[bytes, Path | None, bool]:
-    """(model bytes, cached path or None, whether it was built now). A missing or corrupt
-    cached model (or any with ``rebuild``) is (re)built under a lock file, so concurrent
-    processes build it once."""
+    """(model bytes, cached path or None, whether it was built now). A model cached in any of
+    the folders is used, a read-only one too (the functions image builds it into a folder
+    its user cannot write); a missing or corrupt one (or any with ``rebuild``) is (re)built
+    in the first writable folder under a lock file, so concurrent processes build it once."""
     folders = [cache_dir] if cache_dir is not None else [default_cache_dir(),
                                                           Path(tempfile.gettempdir()) / "medflow-models"]
+    name = f"{cache_key(weights_file, [f for f in folders if f.is_dir()])}.onnx"
+    if not rebuild:
+        for folder in folders:
+            data = _read_verified(folder / name)
+            if data is not None:
+                return data, folder / name, False
     folder = next((f for f in folders if _writable(f)), None)
     if folder is None:
         log.warning("no writable model cache folder (%s): building the encoder in memory",
                     ", ".join(map(str, folders)))
         return build_model(weights_file), None, True
-    path = folder / f"{cache_key(weights_file)}.onnx"
-    data = None if rebuild else _read_verified(path)
-    if data is not None:
-        return data, path, False
+    path = folder / name
     import fcntl
     with open(folder / f".{path.name}.lock", "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

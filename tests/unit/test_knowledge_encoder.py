@@ -6,6 +6,8 @@ the cached file is corrupt."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -173,7 +175,47 @@ def test_the_cache_folder_falls_back_when_not_writable(monkeypatch, tmp_path: Pa
     data, path, built = encoder_module.load_or_build(model_dir() / "model.safetensors")
     assert (data, built) == (b"model bytes", True) and path.parent == tmp_path / "tmp" / "medflow-models"
     assert path.read_bytes() == b"model bytes" and len(calls) == 1
-    # no writable folder at all: built in memory, nothing kept
+    # no writable folder at all and nothing cached: built in memory, nothing kept
+    path.unlink()
     monkeypatch.setattr(encoder_module, "_writable", lambda folder: False)
     assert encoder_module.load_or_build(model_dir() / "model.safetensors") == (b"model bytes", None, True)
     assert len(calls) == 2
+
+
+def test_the_weights_digest_is_remembered_until_the_file_changes(tmp_path: Path):
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"weights one")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    first = encoder_module.weights_digest(weights, [cache])
+    assert first == hashlib.sha256(b"weights one").hexdigest()
+    assert len(list(cache.glob(".weights-*.stamp"))) == 1
+    stat = weights.stat()
+    weights.write_bytes(b"weights two")                       # same size, another time: hashed again
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert encoder_module.weights_digest(weights, [cache]) == hashlib.sha256(b"weights two").hexdigest()
+    # a stamp is trusted while size and time match: a cold start reads no weights
+    stamp = next(cache.glob(".weights-*.stamp"))
+    identity = stamp.read_text().splitlines()[0]
+    stamp.write_text(f"{identity}\n{'0' * 64}\n")
+    assert encoder_module.weights_digest(weights, [cache]) == "0" * 64
+    stamp.write_text("garbage")                                # unreadable stamp: hashed again
+    assert encoder_module.weights_digest(weights, [cache]) == hashlib.sha256(b"weights two").hexdigest()
+
+
+def test_a_model_cached_in_a_folder_its_user_cannot_write_is_used_not_rebuilt(tmp_path: Path, monkeypatch):
+    """The functions image builds the model as root into a folder its user (10001) cannot
+    write: a cold start must use it rather than build another in the temporary folder."""
+    baked = tmp_path / "image-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(baked))
+    monkeypatch.setattr(encoder_module.tempfile, "tempdir", str(tmp_path / "tmp"))
+    weights = model_dir() / "model.safetensors"
+    monkeypatch.setattr(encoder_module, "build_model", lambda w: b"model bytes")
+    _, image_path, built = encoder_module.load_or_build(weights)          # the image build
+    assert built and image_path.parent == baked / "medflow" / "models"
+    read_only = image_path.parent
+    monkeypatch.setattr(encoder_module, "_writable", lambda folder: folder != read_only)
+    monkeypatch.setattr(encoder_module, "build_model", lambda w: pytest.fail("rebuilt at a cold start"))
+    data, path, built = encoder_module.load_or_build(weights)
+    assert (data, path, built) == (b"model bytes", image_path, False)
+    assert not (tmp_path / "tmp" / "medflow-models").exists() or not list((tmp_path / "tmp" / "medflow-models").glob("*.onnx"))
