@@ -96,6 +96,10 @@ class CircuitBreaker:
     def _open(self) -> None:
         self._state, self._opened_at = State.OPEN, self._clock()
 
+    def reset(self) -> None:
+        """Closed again with an empty window (a test that opened a process-wide breaker)."""
+        self._state, self._calls, self._trials, self._trial_results = State.CLOSED, deque(maxlen=self.config.window), 0, []
+
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         self._before()
         started = self._clock()

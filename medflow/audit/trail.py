@@ -6,6 +6,8 @@ the row. The table is append-only: this module offers insert and read, nothing e
 An action has happened (and committed) by the time it is audited, so an event the broker
 does not take is not an error for the user: it is kept in the transactional outbox and the
 outbox sweep (``medflow outbox sweep``, every minute) publishes it when the broker is back.
+After one refused publish the next events go to the outbox at once for a while (a circuit
+breaker), so only the first request of an outage waits for the producer's time-out.
 """
 
 from __future__ import annotations
@@ -24,12 +26,17 @@ from medflow.bus.ports import EventBus
 from medflow.db.engine import Database, is_unique_violation
 from medflow.db.schema import audit_log
 from medflow.ids import new_id, utcnow
+from medflow.resilience import BreakerConfig, CircuitBreaker
 
 if TYPE_CHECKING:
     from medflow.bootstrap import Services
 
 AUDIT_RECORDED = "org.medflow.audit.recorded.v1"
 log = logging.getLogger("medflow.audit")
+# One refused publish (a broker outage costs the producer's whole delivery timeout) sends
+# the next audit events straight to the outbox for 15 s; then one call tries the bus again.
+PUBLISH_BREAKER = CircuitBreaker("audit-publish", BreakerConfig(window=1, min_calls=1, failure_ratio=1.0,
+                                                                slow_call_s=60.0, open_s=15.0, half_open_calls=1))
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,7 @@ async def emit(bus: EventBus, catalogue: Catalogue, entry: AuditEntry, source: s
     catalogue.validate(AUDIT_RECORDED, data)
     event = make_event(AUDIT_RECORDED, source, entry.resource_id or entry.actor_id or "-", data)
     try:
-        await bus.publish(event)
+        await PUBLISH_BREAKER.call(lambda: bus.publish(event))
     except Exception as exc:
         if db is None:
             raise

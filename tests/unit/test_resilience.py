@@ -145,3 +145,15 @@ async def test_call_remote_does_not_retry_through_an_open_breaker():
     with pytest.raises(CircuitOpen):
         await call_remote(_ok, timeout_s=1, attempts=5, breaker=breaker, backoff_initial_s=0.001)
     assert breaker.snapshot()["rejected"] == 1
+
+
+async def test_a_reset_breaker_is_closed_and_lets_calls_through_again():
+    breaker = _breaker("reset", Clock())
+    for _ in range(4):
+        with pytest.raises(TransientError):
+            await breaker.call(_fail)
+    with pytest.raises(CircuitOpen):
+        await breaker.call(_ok)
+    breaker.reset()
+    assert breaker.state.value == "closed" and await breaker.call(_ok) == "ok"
+    assert breaker.snapshot()["calls"] == 1
