@@ -69,7 +69,7 @@ class AnalysisOut(ResponseModel):
     error: str | None
     result: dict[str, Any] | None = Field(description=(
         "model, model_version, engine, weights, not_for_clinical_use, disclaimer, probabilities (per label), "
-        "findings [{key, kind, label, probability, confidence, text, value, unit, box, contour}], report, "
+        "findings [{key, kind, label, probability, confidence, detection_score, text, value, unit, box, contour}], report, "
         "ejection_fraction, syndrome, attributes: as the model gave them, never changed by a review."))
     timings: dict[str, float] | None = Field(description="queue_ms, model_call_ms, model_queue_ms, model_infer_ms, total_ms")
     review_state: str = Field(description="pending | partially_accepted | accepted | rejected | rerun")
