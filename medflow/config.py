@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     kafka_client_id: str = "medflow"
     kafka_namespace: str = Field("", pattern=r"^[a-z0-9_-]{0,40}$",
                                  description="Prefix of topics and consumer groups (environments sharing a cluster).")
+    kafka_send_timeout_s: float = Field(30.0, ge=2, le=300, description=(
+        "How long a publish waits for the brokers' acknowledgement before it fails (the producer's "
+        "delivery time-out): what a request waits when the brokers are down."))
 
     # S3-compatible object store; unset = a local folder.
     s3_endpoint: str | None = None

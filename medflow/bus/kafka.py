@@ -44,7 +44,7 @@ from medflow.errors import TransientError
 log = logging.getLogger("medflow.bus.kafka")
 
 DLQ_PREFIX = "medflow_dlq_"
-SEND_TIMEOUT_S = 35.0          # producer delivery_timeout_ms (30 s) plus a margin
+SEND_TIMEOUT_S = 30.0          # default producer delivery time-out (MEDFLOW_KAFKA_SEND_TIMEOUT_S)
 ASSIGNMENT_TIMEOUT_S = 60.0    # group join; brokers delay the first rebalance (3 s by default)
 UNDECODABLE_TYPE = "org.medflow.bus.undecodable.v1"
 NUDGE_EVERY_S = 2.0            # idle consumers re-check their positions this often (see _nudge_when_idle)
@@ -64,8 +64,9 @@ class _Subscription:
 class KafkaEventBus:
     def __init__(self, bootstrap: str, *, topic_for: Callable[[str], str], dead_letter_topic_for: Callable[[str], str],
                  default_policy: DeliveryPolicy | None = None, client_id: str = "medflow",
-                 partitions_for: Callable[[str], int] | None = None) -> None:
+                 partitions_for: Callable[[str], int] | None = None, send_timeout_s: float = SEND_TIMEOUT_S) -> None:
         self._bootstrap = bootstrap
+        self._send_timeout_s = send_timeout_s
         self._partitions_for = partitions_for or (lambda topic: 3)
         self._topic_for = topic_for
         self._dead_letter_topic_for = dead_letter_topic_for
@@ -166,15 +167,16 @@ class KafkaEventBus:
     def _producer_instance(self) -> KafkaProducer:
         with self._producer_lock:
             if self._producer is None:
+                delivery_ms = int(self._send_timeout_s * 1000)   # >= linger + request time-out, as the client wants
                 self._producer = KafkaProducer(
                     bootstrap_servers=self._bootstrap, client_id=self._client_id, acks="all", linger_ms=5,
-                    enable_idempotence=True, request_timeout_ms=10_000, delivery_timeout_ms=30_000,
-                    max_block_ms=15_000)
+                    enable_idempotence=True, request_timeout_ms=min(10_000, delivery_ms // 2),
+                    delivery_timeout_ms=delivery_ms, max_block_ms=min(15_000, delivery_ms))
             return self._producer
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
         try:
-            self._producer_instance().send(topic, value=value, key=key, headers=headers).get(timeout=SEND_TIMEOUT_S)
+            self._producer_instance().send(topic, value=value, key=key, headers=headers).get(timeout=self._send_timeout_s + 5)
         except kafka_errors.KafkaError as exc:
             raise TransientError(f"Kafka did not acknowledge a record for {topic}: {type(exc).__name__}") from exc
 

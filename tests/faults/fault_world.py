@@ -20,10 +20,11 @@ from medflow.records.patients import NewPatient, register_patient
 
 
 @asynccontextmanager
-async def world(tmp_path: Path, kafka_bootstrap: str | None = None, rows: int = 0):
-    """-> (services, settings env, an admin principal, the case ids)."""
+async def world(tmp_path: Path, kafka_bootstrap: str | None = None, rows: int = 0, **settings: str):
+    """-> (services, settings env, an admin principal, the case ids); ``settings`` adds
+    MEDFLOW_* variables."""
     url = create_mysql_database()
-    env = real_settings_env(url, unique("f"))
+    env = {**real_settings_env(url, unique("f")), **settings}
     if kafka_bootstrap:
         env["MEDFLOW_KAFKA_BOOTSTRAP"] = kafka_bootstrap
     migrate.upgrade(url)
