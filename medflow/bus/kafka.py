@@ -169,7 +169,7 @@ class KafkaEventBus:
             if self._producer is None:
                 delivery_ms = int(self._send_timeout_s * 1000)   # >= linger + request time-out, as the client wants
                 self._producer = KafkaProducer(
-                    bootstrap_servers=self._bootstrap, client_id=self._client_id, acks="all", linger_ms=5,
+                    bootstrap_servers=self._bootstrap, client_id=self._client_id, acks="all", linger_ms=0,
                     enable_idempotence=True, request_timeout_ms=min(10_000, delivery_ms // 2),
                     delivery_timeout_ms=delivery_ms, max_block_ms=min(15_000, delivery_ms))
             return self._producer
