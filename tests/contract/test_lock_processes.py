@@ -38,7 +38,9 @@ async def count(backend, args):
         await backend.cache.set(args["counter"], str(value + 1).encode())
         spans.append([entered, time.time()])
         assert await lock.release(), "release refused"
-        await asyncio.sleep(random.uniform(0.0, 0.02))  # let the others in (random: no lock-step with their polling)
+        # let the others in: longer than a waiter's 50 ms poll (shorter, and under load the
+        # holder took the lock back 20 times in a row), random so no lock-step with the polls
+        await asyncio.sleep(random.uniform(0.06, 0.1))
     emit(event="done", spans=spans)
 
 async def hold(backend, args):
