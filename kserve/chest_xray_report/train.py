@@ -32,6 +32,17 @@ def region_sample(rng: np.random.Generator, size: int = SIZE):
     return image, boxes, abnormal
 
 
+def as_tensors(samples, tok: Tokenizer):
+    """Samples of ``region_sample`` -> images [n, 1, size, size], true boxes [n, R, 4] and
+    each region's target sentence ids [n, R, MAX_WORDS]."""
+    import torch
+    images = torch.from_numpy(np.stack([s[0] for s in samples])[:, None])
+    boxes = torch.from_numpy(np.stack([s[1] for s in samples]))
+    targets = torch.tensor([[sentence_ids(tok, (ABNORMAL if a else NORMAL)[r]) for r, a in zip(REGIONS, s[2])]
+                            for s in samples])
+    return images, boxes, targets
+
+
 def sentence_ids(tok: Tokenizer, sentence: str) -> list[int]:
     """The target word ids of a sentence: its words, EOS, then EOS up to MAX_WORDS."""
     ids = [tok.index[w] for w in words(sentence)][:MAX_WORDS - 1] + [tok.index[EOS]]
@@ -99,11 +110,7 @@ def held_out(model, tok: Tokenizer, n: int = 48, seed: int = SEED + 1) -> dict:
 
     from ..common.detection import box_iou
     rng = np.random.default_rng(seed)
-    samples = [region_sample(rng) for _ in range(n)]
-    images = torch.from_numpy(np.stack([s[0] for s in samples])[:, None])
-    gt = torch.from_numpy(np.stack([s[1] for s in samples]))
-    targets = torch.tensor([[sentence_ids(tok, (ABNORMAL if a else NORMAL)[r]) for r, a in zip(REGIONS, s[2])]
-                            for s in samples])
+    images, gt, targets = as_tensors([region_sample(rng) for _ in range(n)], tok)
     with torch.no_grad():
         boxes, words_out, _, scores = model(images)
     iou = torch.diagonal(box_iou(boxes, gt), dim1=1, dim2=2)                 # [n, R]
@@ -147,12 +154,7 @@ def train(out: Path = HERE, steps: int = 1500, batch_size: int = 4, time_budget_
             return rpn + roi + words_loss
 
     def batch(_):
-        samples = [region_sample(rng) for _ in range(batch_size)]
-        images = torch.from_numpy(np.stack([s[0] for s in samples])[:, None])
-        gt = torch.from_numpy(np.stack([s[1] for s in samples]))
-        tgt = torch.tensor([[sentence_ids(tok, (ABNORMAL if a else NORMAL)[r]) for r, a in zip(REGIONS, s[2])]
-                            for s in samples])
-        return (images, gt, tgt), None
+        return as_tensors([region_sample(rng) for _ in range(batch_size)], tok), None
 
     last = fit(Objective(model), batch, lambda loss, _: loss, steps, lr=2e-3, time_budget_s=time_budget_s)
     quality = held_out(model, tok)

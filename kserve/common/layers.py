@@ -71,9 +71,7 @@ class Attention(nn.Module):
     def forward(self, query, key, value, pad_mask=None, causal: bool = False):
         b, lq, d = query.shape
         lk = key.shape[1]
-        q = self.q(query).view(b, lq, self.heads, self.head_dim).transpose(1, 2)
-        k = self.k(key).view(b, lk, self.heads, self.head_dim).transpose(1, 2)
-        v = self.v(value).view(b, lk, self.heads, self.head_dim).transpose(1, 2)
+        q, k, v = self.split(query, self.q), self.split(key, self.k), self.split(value, self.v)
         scores = q @ k.transpose(-1, -2) / self.head_dim ** 0.5
         if pad_mask is not None:  # True = padding, never attended to
             scores = scores.masked_fill(pad_mask[:, None, None, :], -1e4)

@@ -30,6 +30,22 @@ async def _institution(db) -> str:
     return institution_id
 
 
+async def _delivered(publish) -> tuple[int, list]:
+    """Run ``publish(bus)`` against an in-process bus; -> (its result, the events delivered)."""
+    bus, seen = MemoryEventBus(), []
+
+    async def handler(event):
+        seen.append(event)
+    bus.subscribe("g", ["org.medflow.*"], handler)
+    await bus.start()
+    try:
+        result = await publish(bus)
+        await bus.wait_idle()
+    finally:
+        await bus.stop()
+    return result, seen
+
+
 async def test_a_lost_publish_is_made_good_by_the_sweep(database):
     institution_id = await _institution(database)
     who = Principal(new_id(), "admin", institution_id)
@@ -38,19 +54,10 @@ async def test_a_lost_publish_is_made_good_by_the_sweep(database):
     assert created and job["state"] == "queued"            # accepted although the broker was down
     assert await pending(database) == 2                    # the job event and its audit event wait
 
-    bus, seen = MemoryEventBus(), []
-
-    async def handler(event):
-        seen.append(event["type"])
-    bus.subscribe("g", ["org.medflow.*"], handler)
-    await bus.start()
-    try:
-        assert await sweep(database, bus, older_than_s=0) == 2
-        await bus.wait_idle()
-    finally:
-        await bus.stop()
-    assert sorted(seen) == ["org.medflow.audit.recorded.v1", JOB_REQUESTED]
-    assert await pending(database) == 0 and await sweep(database, bus, older_than_s=0) == 0
+    swept, seen = await _delivered(lambda bus: sweep(database, bus, older_than_s=0))
+    assert swept == 2
+    assert sorted(e["type"] for e in seen) == ["org.medflow.audit.recorded.v1", JOB_REQUESTED]
+    assert await pending(database) == 0 and await sweep(database, MemoryEventBus(), older_than_s=0) == 0
 
 
 async def test_a_rolled_back_change_leaves_no_event(database):
@@ -81,18 +88,9 @@ async def test_the_periodic_sweep_publishes_every_page_and_stops_while_the_broke
     assert await sweep_all(database, DownBus(), older_than_s=0, limit=2) == 0     # returns, does not spin
     assert await pending(database) == 5
 
-    bus, seen = MemoryEventBus(), []
-
-    async def handler(event):
-        seen.append(event["id"])
-    bus.subscribe("g", ["org.medflow.*"], handler)
-    await bus.start()
-    try:
-        assert await sweep_all(database, bus, older_than_s=0, limit=2) == 5      # pages of 2, 2 and 1
-        await bus.wait_idle()
-    finally:
-        await bus.stop()
-    assert sorted(seen) == sorted(e["id"] for e in events) and await pending(database) == 0
+    swept, seen = await _delivered(lambda bus: sweep_all(database, bus, older_than_s=0, limit=2))
+    assert swept == 5                                                             # pages of 2, 2 and 1
+    assert sorted(e["id"] for e in seen) == sorted(e["id"] for e in events) and await pending(database) == 0
 
 
 async def test_the_outbox_sweep_command_publishes_what_a_crash_left_behind(tmp_path):

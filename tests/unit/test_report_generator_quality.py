@@ -4,6 +4,7 @@ generated radiographs it never saw and writes the sentence that region's state c
 from __future__ import annotations
 
 import importlib
+import json
 
 import numpy as np
 import onnxruntime as ort
@@ -26,7 +27,6 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def answers():
     _mount()
     synthetic = importlib.import_module(f"{PACKAGE}.common.synthetic")
-    train = model_module("chest_xray_report", "train")
     rng = np.random.default_rng(2026)
     abnormal = rng.random((N, 6)) < 0.5
     drawn = [synthetic.chest_xray_regions(rng, a, 512) for a in abnormal]
@@ -34,7 +34,7 @@ def answers():
     session = ort.InferenceSession(str(model_folder("chest_xray_report") / "model.onnx"), providers=["CPUExecutionProvider"])
     boxes, words, _, scores = session.run(None, {"image": images})
     return {"boxes": boxes, "true_boxes": np.stack([d[1] for d in drawn]), "words": words, "scores": scores,
-            "abnormal": abnormal, "train": train}
+            "abnormal": abnormal}
 
 
 def test_every_region_is_found_where_it_is(answers):
@@ -45,12 +45,10 @@ def test_every_region_is_found_where_it_is(answers):
 
 
 def test_abnormal_and_normal_regions_get_their_sentences(answers):
-    train, sentences = answers["train"], model_module("chest_xray_report", "sentences")
-    vocab = [w for w in __import__("json").loads((model_folder("chest_xray_report") / "vocab.json").read_text())["vocab"]]
-    tok = Tokenizer(vocab, 12)
-    regions = train.REGIONS
+    train, sentences = model_module("chest_xray_report", "train"), model_module("chest_xray_report", "sentences")
+    tok = Tokenizer(json.loads((model_folder("chest_xray_report") / "vocab.json").read_text())["vocab"], 12)
     expected = np.array([[train.sentence_ids(tok, (sentences.ABNORMAL if a else sentences.NORMAL)[r])
-                          for r, a in zip(regions, row)] for row in answers["abnormal"]])
+                          for r, a in zip(train.REGIONS, row)] for row in answers["abnormal"]])
     exact = (answers["words"] == expected).all(-1)                         # [N, 6]
     assert exact[answers["abnormal"]].mean() >= 0.9                       # findings are not missed
     assert exact[~answers["abnormal"]].mean() >= 0.9                      # nor invented
