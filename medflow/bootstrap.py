@@ -126,7 +126,8 @@ def build_bus(settings: Settings, events: Catalogue) -> EventBus:
         return KafkaEventBus(settings.kafka_bootstrap, topic_for=events.topic_for,
                              dead_letter_topic_for=events.dead_letter_topic,
                              default_policy=delivery_policy(settings), client_id=settings.kafka_client_id,
-                             partitions_for=events.partitions_of, send_timeout_s=settings.kafka_send_timeout_s)
+                             partitions_for=events.partitions_of, send_timeout_s=settings.kafka_send_timeout_s,
+                             session_timeout_s=settings.kafka_session_timeout_s)
     from medflow.bus.memory import MemoryEventBus
     return MemoryEventBus(delivery_policy(settings))
 

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     kafka_send_timeout_s: float = Field(30.0, ge=2, le=300, description=(
         "How long a publish waits for the brokers' acknowledgement before it fails (the producer's "
         "delivery time-out): what a request waits when the brokers are down."))
+    kafka_session_timeout_s: float = Field(45.0, ge=6, le=300, description=(
+        "How long the brokers wait for a consumer that stopped heartbeating (a crashed worker) before "
+        "its partitions move to another: the longest a crashed worker's events wait. A worker that "
+        "stops cleanly leaves its group at once."))
 
     # S3-compatible object store; unset = a local folder.
     s3_endpoint: str | None = None

@@ -45,7 +45,9 @@ log = logging.getLogger("medflow.bus.kafka")
 
 DLQ_PREFIX = "medflow_dlq_"
 SEND_TIMEOUT_S = 30.0          # default producer delivery time-out (MEDFLOW_KAFKA_SEND_TIMEOUT_S)
-ASSIGNMENT_TIMEOUT_S = 60.0    # group join; brokers delay the first rebalance (3 s by default)
+SESSION_TIMEOUT_S = 45.0       # default consumer session (MEDFLOW_KAFKA_SESSION_TIMEOUT_S), Kafka's own default
+ASSIGNMENT_TIMEOUT_S = 60.0    # group join beyond the session time-out: a new member waits for a crashed one's
+                               # session to run out before the group rebalances
 UNDECODABLE_TYPE = "org.medflow.bus.undecodable.v1"
 NUDGE_EVERY_S = 2.0            # idle consumers re-check their positions this often (see _nudge_when_idle)
 RESTART_BACKOFF_S = 1.0        # a consumer that failed is opened again after this pause
@@ -64,9 +66,11 @@ class _Subscription:
 class KafkaEventBus:
     def __init__(self, bootstrap: str, *, topic_for: Callable[[str], str], dead_letter_topic_for: Callable[[str], str],
                  default_policy: DeliveryPolicy | None = None, client_id: str = "medflow",
-                 partitions_for: Callable[[str], int] | None = None, send_timeout_s: float = SEND_TIMEOUT_S) -> None:
+                 partitions_for: Callable[[str], int] | None = None, send_timeout_s: float = SEND_TIMEOUT_S,
+                 session_timeout_s: float = SESSION_TIMEOUT_S) -> None:
         self._bootstrap = bootstrap
         self._send_timeout_s = send_timeout_s
+        self._session_timeout_s = session_timeout_s
         self._partitions_for = partitions_for or (lambda topic: 3)
         self._topic_for = topic_for
         self._dead_letter_topic_for = dead_letter_topic_for
@@ -113,7 +117,8 @@ class KafkaEventBus:
         self._started = True
         for worker in self._workers:
             worker.start()
-        await asyncio.to_thread(self._wait_for_assignments, time.monotonic() + ASSIGNMENT_TIMEOUT_S)
+        deadline = time.monotonic() + self._session_timeout_s + ASSIGNMENT_TIMEOUT_S
+        await asyncio.to_thread(self._wait_for_assignments, deadline)
 
     async def stop(self) -> None:
         """Stop the consumer threads (an event being handled is cancelled, not committed), close the producer."""
@@ -359,7 +364,8 @@ class _GroupWorker(threading.Thread):
         consumer = KafkaConsumer(
             bootstrap_servers=self._bus._bootstrap, client_id=self._bus._client_id, group_id=self.group,
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=100,
-            metadata_max_age_ms=30_000)
+            metadata_max_age_ms=30_000, session_timeout_ms=int(self._bus._session_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, self._bus._session_timeout_s / 3) * 1000))
         try:
             self._await_topic_metadata(consumer)
             consumer.subscribe(topics=list(self._subscription.topics), listener=_AssignmentSignal(self.assigned))

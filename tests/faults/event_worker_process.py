@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
 from medflow.bootstrap import build_services, delivery_policy
 from medflow.runtime.entry import runtime_for
@@ -22,8 +23,9 @@ async def main(function: str) -> None:
     services.bus.subscribe(consumer.group, consumer.accepts, runtime.deliver,
                            consumer.policy(delivery_policy(services.settings)),
                            topics=services.catalogue.topics_for(consumer.accepts), concurrency=consumer.concurrency)
+    started = time.monotonic()
     await services.bus.start()
-    print("ready", flush=True)
+    print(f"ready (partitions after {time.monotonic() - started:.1f} s)", flush=True)
     await asyncio.Event().wait()
 
 

@@ -173,7 +173,7 @@ async def test_a_worker_killed_mid_call_is_replaced_and_the_task_finishes_once(p
     worker_env = {**env, "MEDFLOW_DATA_DIR": str(tmp_path / "worker"), "MEDFLOW_MODELS_URL": proxy,
                   "MEDFLOW_ANALYSIS_MODEL_TIMEOUT_S": "6", "MEDFLOW_ANALYSIS_MODEL_ATTEMPTS": "1",
                   "MEDFLOW_ANALYSIS_LOCK_TTL_S": "2", "MEDFLOW_EVENT_BACKOFF_MAX_S": "1",
-                  "PYTHONPATH": str(REPO)}
+                  "MEDFLOW_KAFKA_SESSION_TIMEOUT_S": "10", "PYTHONPATH": str(REPO)}
     try:
         await seed_institutions(services)
         async with services.db.connect() as conn:
@@ -194,15 +194,19 @@ async def test_a_worker_killed_mid_call_is_replaced_and_the_task_finishes_once(p
             assert (await _task(services, task["id"]))["state"] == "running"
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(10)
+            killed = time.monotonic()
         assert (await _task(services, task["id"]))["state"] == "running"     # abandoned mid-call
         set_mode(proxy, "pass")
         with running(WORKER, worker_env, log2):
-            # Kafka gives the uncommitted event to the new worker; the dead one's lock has
-            # expired, so it claims the task for a second attempt
+            # Once the dead worker's 10 s session has run out, Kafka gives the uncommitted event
+            # to the new worker; the dead one's lock has expired, so it claims the task for a
+            # second attempt
             wait_for_line(log2, "ready")
             final = await _until_task(services, task["id"], lambda t: t["state"] in ("succeeded", "failed"))
+            taken_over_s = time.monotonic() - killed
         assert final["state"] == "succeeded" and final["attempts"] == 2 and final["result"]["probabilities"], \
             {k: final[k] for k in ("state", "attempts", "error_code", "error")}
+        assert taken_over_s < 35, f"{taken_over_s:.0f} s: the session time-out set was not used (Kafka's is 45 s)"
         assert (await reap(services)) == type(await reap(services))(0, 0)    # nothing left for the reaper
     finally:
         set_mode(proxy, "pass")

@@ -26,7 +26,9 @@ WORKER = [sys.executable, str(Path(__file__).with_name("event_worker_process.py"
 
 def _worker_env(env: dict[str, str], tmp: Path, **extra: str) -> dict[str, str]:
     return {**env, "MEDFLOW_DATA_DIR": str(tmp / "worker-data"), "MEDFLOW_JOB_BATCH_SIZE": "50",
-            "MEDFLOW_JOB_BATCH_PAUSE_S": "0.05", "MEDFLOW_EVENT_BACKOFF_MAX_S": "2", "PYTHONPATH": str(REPO), **extra}
+            "MEDFLOW_JOB_BATCH_PAUSE_S": "0.05", "MEDFLOW_EVENT_BACKOFF_MAX_S": "2",
+            "MEDFLOW_KAFKA_SESSION_TIMEOUT_S": "10",      # a killed worker's partitions move on after 10 s
+            "PYTHONPATH": str(REPO), **extra}
 
 
 async def _job(services, job_id: str) -> dict:
