@@ -8,8 +8,10 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 
 from bus_diagnostics import consumers_of
+from conftest import running_platform
 from medflow.dicom.generate import Spec, make
 from medflow.inference.catalog import model_module
 from records_support import Actor, case, patient
@@ -19,6 +21,13 @@ TONGUE_PARAMS = {"description": "dry mouth, thirst at night",
                  "attributes": {"red_body": 0.9, "pale_body": 0.05, "yellow_coating": 0.8, "white_coating": 0.1,
                                 "thick_coating": 0.6, "cracks": 0.4, "teeth_marks": 0.1, "dry": 0.85}}
 
+
+
+@pytest.fixture(params=["embedded", "real"])
+async def platform(request, tmp_path, model_server):
+    """The platform over HTTP on embedded and on real adapters, its models on the real model server."""
+    async with running_platform(request.param, tmp_path, models_url=model_server) as client:
+        yield client
 
 def synthetic():
     """The models' synthetic data generators (kserve/common/synthetic.py)."""

@@ -12,15 +12,9 @@ import sqlalchemy as sa
 
 from medflow.db.schema import analysis_tasks, audit_log
 from medflow.runtime import metrics
-from analysis_support import (TONGUE_PARAMS, finished, imaging_item, panel_item, submit, urinalysis_content)
-from conftest import running_platform
+from analysis_support import (TONGUE_PARAMS, finished, imaging_item, panel_item, platform,  # noqa: F401 (fixture)
+                              submit, urinalysis_content)
 from records_support import actor, problem
-
-
-@pytest.fixture(params=["embedded", "real"])
-async def platform(request, tmp_path, model_server):
-    async with running_platform(request.param, tmp_path, models_url=model_server) as client:
-        yield client
 
 
 @pytest.fixture

@@ -10,15 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from medflow.db.schema import annotations, audit_log, case_items
-from analysis_support import finished, imaging_item, panel_item, submit
-from conftest import running_platform
+from analysis_support import finished, imaging_item, panel_item, platform, submit  # noqa: F401 (fixture)
 from records_support import actor, problem
-
-
-@pytest.fixture(params=["embedded", "real"])
-async def platform(request, tmp_path, model_server):
-    async with running_platform(request.param, tmp_path, models_url=model_server) as client:
-        yield client
 
 
 @pytest.fixture
