@@ -50,6 +50,7 @@ ASSIGNMENT_TIMEOUT_S = 60.0    # group join beyond the session time-out: a new m
                                # session to run out before the group rebalances
 UNDECODABLE_TYPE = "org.medflow.bus.undecodable.v1"
 NUDGE_EVERY_S = 2.0            # idle consumers re-check their positions this often (see _nudge_when_idle)
+STALL_AFTER_S = 10.0           # an idle consumer behind its partitions' ends this long is opened again
 RESTART_BACKOFF_S = 1.0        # a consumer that failed is opened again after this pause
 
 
@@ -311,6 +312,10 @@ class _Stopping(Exception):
     """The bus is stopping: leave the current record uncommitted."""
 
 
+class _Stalled(Exception):
+    """The consumer polls nothing while its partitions hold records it has not read."""
+
+
 class _GroupWorker(threading.Thread):
     """One consumer group: poll, hand each matching event to ``deliver``, commit after it."""
 
@@ -325,6 +330,7 @@ class _GroupWorker(threading.Thread):
         self._lock = threading.Lock()
         self._in_flight: concurrent.futures.Future | None = None
         self._nudged_at = 0.0
+        self._behind_since: float | None = None
         self.restarts = 0
         self.records = 0
         self.polled_at: float | None = None
@@ -352,6 +358,11 @@ class _GroupWorker(threading.Thread):
                 continue
             try:
                 self._serve(consumer)
+            except _Stalled as exc:
+                self.error = exc
+                self.restarts += 1
+                log.warning("kafka consumer stalled behind its partitions; opening a new one",
+                            extra={"group": self.group})
             except Exception as exc:
                 self.error = exc
                 self.restarts += 1
@@ -379,7 +390,9 @@ class _GroupWorker(threading.Thread):
             batches = self._poll(consumer)
             for partition, records in batches.items():
                 self._consume_batch(consumer, partition, records)
-            if not batches:
+            if batches:
+                self._behind_since = None
+            else:
                 self._nudge_when_idle(consumer)
             self.positions = self._positions_known(consumer)
 
@@ -395,19 +408,30 @@ class _GroupWorker(threading.Thread):
         return batches
 
     def _nudge_when_idle(self, consumer: KafkaConsumer) -> None:
-        """Every few idle seconds, ask for each assigned partition's position. kafka-python 3
-        can leave a partition unfetchable while an offset reset or leader-epoch validation
-        it started is never awaited by ``poll`` (dpkp/kafka-python#3106); ``position``
-        awaits both, so a partition stalled that way fetches again."""
+        """Every few idle seconds, ask for each assigned partition's position and end. kafka-python
+        3 can leave a partition unfetchable while an offset reset or leader-epoch validation it
+        started is never awaited by ``poll`` (dpkp/kafka-python#3106); ``position`` awaits both,
+        so a partition stalled that way fetches again. A consumer still behind after
+        ``STALL_AFTER_S`` of empty polls is stuck some other way: ``_Stalled`` has it opened
+        again (it resumes from the group's commits)."""
         now = time.monotonic()
         if now - self._nudged_at < NUDGE_EVERY_S:
             return
         self._nudged_at = now
         try:
-            for partition in consumer.assignment():
-                consumer.position(partition, timeout_ms=1_000)
-        except (kafka_errors.KafkaError, ValueError) as exc:
+            partitions = list(consumer.assignment())
+            positions = {tp: consumer.position(tp, timeout_ms=1_000) for tp in partitions}
+            ends = consumer.end_offsets(partitions, timeout_ms=1_000) if partitions else {}
+        except (kafka_errors.KafkaError, ValueError) as exc:   # broker trouble: not this consumer's stall
             log.warning("kafka position check failed", extra={"group": self.group, "error": type(exc).__name__})
+            return
+        if not any(positions[tp] is not None and positions[tp] < ends.get(tp, 0) for tp in partitions):
+            self._behind_since = None
+        elif self._behind_since is None:
+            self._behind_since = now
+        elif now - self._behind_since >= STALL_AFTER_S:
+            self._behind_since = None
+            raise _Stalled(f"group {self.group} read nothing for {STALL_AFTER_S:.0f} s while behind")
 
     @staticmethod
     def _positions_known(consumer: KafkaConsumer) -> dict[str, int | None]:

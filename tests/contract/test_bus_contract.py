@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import threading
 import time
 from typing import Any, Awaitable, Callable
 
@@ -269,6 +270,36 @@ async def test_a_kafka_consumer_that_fails_is_reopened_and_delivers_what_it_had_
     assert handler.ids() == [first["id"]]
     [state] = bus.consumer_states()
     assert state["restarts"] == 1 and state["alive"] and state["error"] == "AssertionError"
+
+
+async def test_a_kafka_consumer_that_stops_fetching_while_behind_is_reopened_and_delivers(bus_factory, monkeypatch):
+    """A consumer that polls nothing while its partitions hold unread records (kafka-python
+    has had such stalls; here its partitions are paused behind its back) is opened again
+    after a few idle seconds, and the new one delivers what was waiting."""
+    from medflow.bus import kafka as kafka_bus
+    monkeypatch.setattr(kafka_bus, "STALL_AFTER_S", 2.0)
+    bus = await bus_factory("real")
+    handler = Recorder()
+    bus.subscribe(group("stalled"), [STORED], handler)
+    await bus.start()
+    [worker] = bus._workers
+    polls, paused = worker._poll, threading.Event()
+
+    def stalled_poll(consumer):
+        consumer.pause(*consumer.assignment())        # this consumer never fetches again
+        worker._poll = polls                          # consumers opened from now on are healthy
+        paused.set()
+        return polls(consumer)
+
+    worker._poll = stalled_poll
+    assert await asyncio.to_thread(paused.wait, 10)
+    waiting = event(subject="study-1")
+    await bus.publish(waiting)
+
+    await eventually(lambda: handler.events, timeout_s=40)
+    assert handler.ids() == [waiting["id"]]
+    [state] = bus.consumer_states()
+    assert state["restarts"] == 1 and state["alive"] and state["error"] == "_Stalled"
 
 
 async def test_kafka_type_patterns_must_stay_within_one_topic(bus_factory):
