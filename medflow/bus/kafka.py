@@ -358,16 +358,15 @@ class _GroupWorker(threading.Thread):
                 continue
             try:
                 self._serve(consumer)
-            except _Stalled as exc:
-                self.error = exc
-                self.restarts += 1
-                log.warning("kafka consumer stalled behind its partitions; opening a new one",
-                            extra={"group": self.group})
             except Exception as exc:
                 self.error = exc
                 self.restarts += 1
-                log.exception("kafka consumer failed; opening a new one", extra={"group": self.group})
-                self._stopping.wait(RESTART_BACKOFF_S)
+                if isinstance(exc, _Stalled):
+                    log.warning("kafka consumer stalled behind its partitions; opening a new one",
+                                extra={"group": self.group})
+                else:
+                    log.exception("kafka consumer failed; opening a new one", extra={"group": self.group})
+                    self._stopping.wait(RESTART_BACKOFF_S)
             finally:
                 consumer.close(autocommit=False)
 

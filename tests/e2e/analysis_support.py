@@ -22,12 +22,12 @@ TONGUE_PARAMS = {"description": "dry mouth, thirst at night",
                                 "thick_coating": 0.6, "cracks": 0.4, "teeth_marks": 0.1, "dry": 0.85}}
 
 
-
 @pytest.fixture(params=["embedded", "real"])
 async def platform(request, tmp_path, model_server):
     """The platform over HTTP on embedded and on real adapters, its models on the real model server."""
     async with running_platform(request.param, tmp_path, models_url=model_server) as client:
         yield client
+
 
 def synthetic():
     """The models' synthetic data generators (kserve/common/synthetic.py)."""
